@@ -1,0 +1,213 @@
+//! Wiring: the one place that sees every part. Opens the store, builds the services and the gRPC
+//! server, and runs it until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Config;
+use crate::core::auth::{NewApiKey, Role};
+use crate::core::{Clock, SystemClock};
+use crate::events::Events;
+use crate::grpc::chunk_queue::ChunkQueueApi;
+use crate::grpc::generated::chunk_queue_server::ChunkQueueServer;
+use crate::grpc::generated::health_server::HealthServer;
+use crate::grpc::generated::DESCRIPTOR_SET;
+use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
+use crate::service::auth::Authenticator;
+use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::health::HealthMonitor;
+use crate::store::{self, Store};
+
+pub type AppResult<T> = Result<T, String>;
+
+async fn open_store(config: &Config) -> AppResult<Arc<dyn Store>> {
+    store::open(&config.database_url, &config.pool_settings())
+        .await
+        .map_err(|err| format!("cannot open the database: {err}"))
+}
+
+/// `retryd migrate`: opening the store applies pending migrations.
+pub async fn migrate(config: Config) -> AppResult<()> {
+    let store = open_store(&config).await?;
+    eprintln!("database is up to date ({})", store.engine());
+    Ok(())
+}
+
+/// `retryd keys create`: prints the new key once; only its hash is stored.
+pub async fn create_key(config: Config, role: Role) -> AppResult<()> {
+    let store = open_store(&config).await?;
+    let key = NewApiKey::generate(role);
+    store
+        .insert_api_key(&key.record, SystemClock.now())
+        .await
+        .map_err(|err| format!("cannot store the key: {err}"))?;
+    println!("{}", key.plaintext);
+    eprintln!(
+        "created a {} key (id {}); it is shown only now, store it safely",
+        role.as_str(),
+        key.record.key_id
+    );
+    Ok(())
+}
+
+/// `retryd serve`.
+pub async fn serve(config: Config) -> AppResult<()> {
+    let store = open_store(&config).await?;
+    guard_unauthenticated_exposure(&config, store.as_ref()).await?;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let events = Arc::new(Events::default());
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let auth = Arc::new(Authenticator::new(Arc::clone(&store)));
+    let chunk_queue = Arc::new(ChunkQueueService::new(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        Arc::clone(&events),
+        config.limits.clone(),
+        Duration::from_millis(config.claim_fallback_poll_ms.max(10)),
+    ));
+    let monitor = Arc::new(HealthMonitor::new(Arc::clone(&store), Arc::clone(&clock)));
+    monitor.check_database().await;
+    monitor.spawn_checks(Duration::from_millis(
+        config.health_check_interval_ms.max(10),
+    ));
+
+    let (reporter, standard_health) = tonic_health::server::health_reporter();
+    spawn_standard_health_updates(&monitor, reporter);
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| format!("reflection: {err}"))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|err| format!("reflection: {err}"))?;
+
+    let max_message = config.limits.max_message_bytes;
+    let chunk_queue_api = ChunkQueueApi::new(
+        chunk_queue,
+        Arc::clone(&auth),
+        shutdown.clone(),
+        Duration::from_millis(config.watch_fallback_poll_ms.max(10)),
+    );
+    let health_api = HealthApi::new(Arc::clone(&monitor), Arc::clone(&auth), shutdown.clone());
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let local = listener.local_addr().map_err(|err| err.to_string())?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("retryd listening on {local}");
+    tracing::info!(address = %local, engine = store.engine(), "serving gRPC and gRPC-Web");
+
+    let server = Server::builder()
+        .accept_http1(true)
+        .layer(grpc_web_cors())
+        .layer(GrpcWebLayer::new())
+        .add_service(standard_health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ChunkQueueServer::new(chunk_queue_api).max_decoding_message_size(max_message))
+        .add_service(HealthServer::new(health_api).max_decoding_message_size(max_message))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new calls; streams are told to end");
+            let _ = shutdown_sender.send(true);
+        });
+    tokio::pin!(server);
+    let mut stopping = shutdown.clone();
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    tokio::select! {
+        outcome = &mut server => outcome.map_err(|err| format!("server failed: {err}"))?,
+        _ = async {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "calls still running after the grace period are cut off"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Without keys anyone who can reach the port may do anything: allow that on loopback only,
+/// unless the operator says otherwise.
+async fn guard_unauthenticated_exposure(config: &Config, store: &dyn Store) -> AppResult<()> {
+    let keys = store
+        .count_api_keys()
+        .await
+        .map_err(|err| format!("cannot read API keys: {err}"))?;
+    if keys > 0 {
+        return Ok(());
+    }
+    if is_loopback(config.listen) {
+        tracing::warn!("no API key exists: every call is allowed; create one with `retryd keys create --role admin`");
+        return Ok(());
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(address = %config.listen, "no API key exists and --insecure-no-auth is set: anyone who reaches this address may do anything");
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {} without an API key: create one with `retryd keys create --role admin`, \
+         listen on a loopback address, or pass --insecure-no-auth",
+        config.listen
+    ))
+}
+
+fn is_loopback(address: SocketAddr) -> bool {
+    address.ip().is_loopback()
+}
+
+/// Browsers call through gRPC-Web from other origins; they need these headers to read statuses.
+fn grpc_web_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("authorization"),
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,226 @@
+//! Configuration, in layers: built-in defaults, then `retryd.toml` (or the file `--config`
+//! names), then `RETRYD_*` environment variables, then command-line flags. `retryd config` prints
+//! the result.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::core::limits::Limits;
+use crate::store::PoolSettings;
+
+pub const DEFAULT_CONFIG_FILE: &str = "retryd.toml";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://retryd-data/retryd.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "retryd", version, about = "A durable retry service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration.
+    Config,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Service,
+    Worker,
+    Reader,
+}
+
+/// The settings that flags and `RETRYD_*` variables can override.
+#[derive(Debug, Default, Args)]
+pub struct Overrides {
+    /// Configuration file [default: ./retryd.toml when it exists].
+    #[arg(long, env = "RETRYD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC (and gRPC-Web) on [default: 127.0.0.1:50051].
+    #[arg(long, env = "RETRYD_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// `postgres://…` for Postgres; a path or `sqlite://path` for SQLite
+    /// [default: sqlite://retryd-data/retryd.db].
+    #[arg(long, env = "RETRYD_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Serve on a non-loopback address even though no API key exists.
+    #[arg(long, env = "RETRYD_INSECURE_NO_AUTH", global = true)]
+    pub insecure_no_auth: bool,
+    /// Log format [default: text].
+    #[arg(long, env = "RETRYD_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub insecure_no_auth: bool,
+    pub log_format: LogFormat,
+    /// Most pooled database connections.
+    pub database_max_connections: usize,
+    /// How long a call waits for a database connection before failing with UNAVAILABLE.
+    pub database_acquire_timeout_ms: u64,
+    /// How often the database's reachability is checked for the health services.
+    pub health_check_interval_ms: u64,
+    /// How often a waiting claimer or Work stream re-checks the database when no wake-up came.
+    pub claim_fallback_poll_ms: u64,
+    /// How often a WatchJob stream re-reads progress when no change was announced.
+    pub watch_fallback_poll_ms: u64,
+    /// After SIGTERM/SIGINT, how long in-flight calls may take to finish.
+    pub shutdown_grace_seconds: u64,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            insecure_no_auth: false,
+            log_format: LogFormat::Text,
+            database_max_connections: 16,
+            database_acquire_timeout_ms: 5_000,
+            health_check_interval_ms: 5_000,
+            claim_fallback_poll_ms: 2_000,
+            watch_fallback_poll_ms: 2_000,
+            shutdown_grace_seconds: 10,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file, then the overrides (clap has already put flags over env).
+    pub fn load(overrides: &Overrides) -> Result<Self, String> {
+        let mut config = match &overrides.config {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Self::default(),
+        };
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &overrides.database_url {
+            config.database_url = url.clone();
+        }
+        if overrides.insecure_no_auth {
+            config.insecure_no_auth = true;
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
+        }
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|err| format!("invalid configuration in {}: {err}", path.display()))
+    }
+
+    /// The configuration as TOML, with any database password masked.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = mask_password(&shown.database_url);
+        toml::to_string(&shown)
+            .unwrap_or_else(|err| format!("# cannot print the configuration: {err}\n"))
+    }
+
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.database_max_connections.max(1),
+            acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
+        }
+    }
+}
+
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retryd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:6000\"\ndatabase_url = \"sqlite://from-file.db\"\n[limits]\nmax_payload_bytes = 10\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config: Some(file),
+            database_url: Some("postgres://u:secret@h/db".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&overrides).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.database_url, "postgres://u:secret@h/db");
+        assert_eq!(config.limits.max_payload_bytes, 10);
+        assert_eq!(
+            config.limits.max_claim_batch,
+            Limits::default().max_claim_batch
+        );
+        assert!(config.to_toml().contains("postgres://u:***@h/db"));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retryd.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:6000\"\n").unwrap();
+        let overrides = Overrides {
+            config: Some(file),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&overrides).unwrap_err().contains("lisen"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Database reachability, checked in the background so health answers never wait on a dead
+//! database, and published to whoever watches (the standard health service, WatchSystemHealth).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::core::chunks::QueueDepth;
+use crate::core::{Clock, Result, Timestamp};
+use crate::store::Store;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseState {
+    pub engine: &'static str,
+    pub reachable: bool,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemHealth {
+    pub database: DatabaseState,
+    pub queues: Vec<QueueDepth>,
+    pub checked_at: Timestamp,
+}
+
+impl SystemHealth {
+    pub fn serving(&self) -> bool {
+        self.database.reachable
+    }
+}
+
+pub struct HealthMonitor {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    database: watch::Sender<DatabaseState>,
+}
+
+impl HealthMonitor {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let initial = DatabaseState {
+            engine: store.engine(),
+            reachable: false,
+            latency: Duration::ZERO,
+            error: Some("not checked yet".into()),
+        };
+        Self {
+            store,
+            clock,
+            database: watch::channel(initial).0,
+        }
+    }
+
+    /// Pings the database once and publishes the result if reachability changed (latency alone
+    /// is not a change worth waking watchers for).
+    pub async fn check_database(&self) -> DatabaseState {
+        let started = Instant::now();
+        let outcome = self.store.ping().await;
+        let state = DatabaseState {
+            engine: self.store.engine(),
+            reachable: outcome.is_ok(),
+            latency: started.elapsed(),
+            error: outcome.err().map(|err| err.to_string()),
+        };
+        self.database.send_if_modified(|current| {
+            let changed = current.reachable != state.reachable || current.error != state.error;
+            *current = state.clone();
+            changed
+        });
+        state
+    }
+
+    /// Checks the database every `interval` until the process ends.
+    pub fn spawn_checks(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let monitor = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                monitor.check_database().await;
+            }
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<DatabaseState> {
+        self.database.subscribe()
+    }
+
+    /// The current picture: the last database check, and queue depths if the database answers.
+    pub async fn snapshot(&self) -> Result<SystemHealth> {
+        let database = self.check_database().await;
+        let queues = if database.reachable {
+            self.store.queue_depths().await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(SystemHealth {
+            database,
+            queues,
+            checked_at: self.clock.now(),
+        })
+    }
+}

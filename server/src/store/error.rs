@@ -1,0 +1,69 @@
+//! How database failures become domain errors: connection trouble is Unavailable (the call may
+//! be retried), anything else unexpected is Internal. Domain errors raised inside a transaction
+//! travel through it unchanged and roll it back.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::core::Error;
+
+/// The error of a store transaction: a database error, or a domain error that aborts it.
+#[derive(Debug)]
+pub enum TxError {
+    Db(DieselError),
+    Domain(Error),
+}
+
+impl From<DieselError> for TxError {
+    fn from(err: DieselError) -> Self {
+        Self::Db(err)
+    }
+}
+
+impl From<Error> for TxError {
+    fn from(err: Error) -> Self {
+        Self::Domain(err)
+    }
+}
+
+impl From<TxError> for Error {
+    fn from(err: TxError) -> Self {
+        match err {
+            TxError::Domain(err) => err,
+            TxError::Db(err) => db_error(err),
+        }
+    }
+}
+
+pub fn db_error(err: DieselError) -> Error {
+    match &err {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | DieselError::BrokenTransactionManager => Error::Unavailable(err.to_string()),
+        DieselError::DatabaseError(_, info) if is_sqlite_busy(info.message()) => {
+            Error::Unavailable(format!("database is busy: {}", info.message()))
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+            if info.message().contains("connection") =>
+        {
+            Error::Unavailable(err.to_string())
+        }
+        _ => Error::Internal(err.to_string()),
+    }
+}
+
+pub fn is_unique_violation(err: &TxError) -> bool {
+    matches!(
+        err,
+        TxError::Db(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
+}
+
+fn is_sqlite_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+pub fn pool_error(err: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("no database connection: {err}"))
+}

@@ -1,0 +1,57 @@
+//! The tables as diesel sees them. Both engines' migrations create the same columns with types
+//! that map to the same diesel SQL types, so one schema (and one set of queries) serves both.
+
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        job_id -> Text,
+        queue -> Text,
+        status -> Text,
+        priority -> Integer,
+        max_attempts -> Integer,
+        backoff_initial_us -> BigInt,
+        backoff_multiplier -> Double,
+        backoff_max_us -> BigInt,
+        total_chunks -> Integer,
+        completed_chunks -> Integer,
+        failed_chunks -> Integer,
+        content_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    chunks (id) {
+        id -> BigInt,
+        job_id -> Text,
+        chunk_index -> Integer,
+        queue -> Text,
+        priority -> Integer,
+        status -> Text,
+        payload -> Binary,
+        result -> Nullable<Binary>,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        run_at -> BigInt,
+        lease_token -> Nullable<Text>,
+        lease_expires_at -> Nullable<BigInt>,
+        worker_id -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        completed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    api_keys (key_id) {
+        key_id -> Text,
+        secret_hash -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(jobs, chunks);

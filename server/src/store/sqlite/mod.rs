@@ -1,0 +1,139 @@
+//! The SQLite engine, the zero-setup default: a file database in WAL mode, so readers never wait
+//! for the writer. Write transactions start with `BEGIN IMMEDIATE`, taking the write lock up front
+//! instead of failing with SQLITE_BUSY when a read turns into a write.
+
+use std::path::{Path, PathBuf};
+
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::Sqlite;
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use futures_util::FutureExt;
+
+use super::chunk_queue::impl_chunk_store;
+use super::error::pool_error;
+use super::keys::impl_key_store;
+use super::rows::NewChunkRow;
+use super::schema::chunks;
+use super::{migrate, PoolSettings};
+use crate::core::chunks::ClaimRequest;
+use crate::core::{Error, Result, Timestamp};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Set on every connection. `synchronous = FULL` makes every commit durable, like Postgres with
+/// fsync on: an accepted job survives a power cut, not only a crash.
+const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+pub struct SqliteStore {
+    pool: Pool<SqliteConn>,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, settings: &PoolSettings) -> Result<Self> {
+        let path = database_path(url)?;
+        if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                Error::Unavailable(format!("cannot create {}: {err}", parent.display()))
+            })?;
+        }
+        let path = path.to_string_lossy().into_owned();
+        let connection = establish(&path)
+            .await
+            .map_err(|err| pool_error(format!("cannot open SQLite database {path}: {err}")))?;
+        migrate::run_pending(connection, MIGRATIONS).await?;
+        let mut config = ManagerConfig::default();
+        config.custom_setup = Box::new(|path| establish(path).boxed());
+        let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections)
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.acquire_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(pool_error)?;
+        Ok(Self { pool })
+    }
+
+    async fn conn(&self) -> Result<Object<SqliteConn>> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// One row per INSERT: diesel cannot batch SQLite inserts over an async connection, and an
+    /// in-process database pays no round trip per statement.
+    async fn insert_chunks(
+        conn: &mut SqliteConn,
+        rows: &[NewChunkRow<'_>],
+    ) -> diesel::QueryResult<()> {
+        for row in rows {
+            diesel::insert_into(chunks::table)
+                .values(row)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn claim_statement(
+        claim: &ClaimRequest,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> BoxedSqlQuery<'static, Sqlite, SqlQuery> {
+        // Writers are serialized by BEGIN IMMEDIATE, so the subquery's pick cannot be taken by
+        // another claimer before the UPDATE.
+        diesel::sql_query(
+            "UPDATE chunks SET status = 'processing', attempts = attempts + 1, \
+               lease_token = ?, lease_expires_at = ?, worker_id = ?, started_at = ? \
+             WHERE id IN ( \
+               SELECT id FROM chunks \
+               WHERE queue = ? AND status = 'pending' AND run_at <= ? \
+               ORDER BY priority DESC, id \
+               LIMIT ?) \
+             RETURNING id, job_id, chunk_index, priority, payload, attempts, max_attempts, \
+               lease_expires_at",
+        )
+        .into_boxed()
+        .bind::<Text, _>(claim.lease_token.clone())
+        .bind::<BigInt, _>(expires_at.as_micros())
+        .bind::<Text, _>(claim.worker_id.clone())
+        .bind::<BigInt, _>(now.as_micros())
+        .bind::<Text, _>(claim.queue.clone())
+        .bind::<BigInt, _>(now.as_micros())
+        .bind::<BigInt, _>(i64::from(claim.max_chunks))
+    }
+}
+
+async fn establish(path: &str) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(path).await?;
+    conn.batch_execute(CONNECTION_SETUP)
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// `sqlite://path`, `sqlite:path` or a plain path. In-memory databases are refused: each pooled
+/// connection would see a different, empty database.
+fn database_path(url: &str) -> Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains(":memory:") || path.starts_with("file::memory") {
+        return Err(Error::invalid(
+            "database_url",
+            "needs a file path (in-memory SQLite databases are not supported)",
+        ));
+    }
+    Ok(Path::new(path).to_path_buf())
+}
+
+impl_chunk_store!(SqliteStore, SqliteConn, immediate_transaction);
+impl_key_store!(SqliteStore, "sqlite");

@@ -1,0 +1,53 @@
+//! The store conformance suite: every store behaviour, run against both engines. A case is
+//! written once in `cases.rs`; `conformance!` runs it on a fresh Postgres database and on a
+//! fresh SQLite file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cases;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = crate::support::TestDb::new(crate::support::Engine::Postgres).await;
+                    crate::cases::$case(db.open().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = crate::support::TestDb::new(crate::support::Engine::Sqlite).await;
+                    crate::cases::$case(db.open().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    create_is_idempotent_and_conflicts_on_other_content,
+    concurrent_creates_of_one_id_make_one_job,
+    claims_take_higher_priority_first_then_oldest,
+    claims_skip_chunks_whose_backoff_has_not_ended,
+    concurrent_claimers_never_get_the_same_chunk,
+    stale_lease_tokens_change_nothing,
+    a_repeated_completion_is_harmless,
+    retryable_failures_back_off_until_attempts_run_out,
+    non_retryable_failure_fails_at_once,
+    a_failed_chunk_does_not_block_the_others,
+    expired_leases_are_recovered_or_failed,
+    extended_leases_are_not_recovered,
+    released_leases_go_back_to_pending,
+    cancel_stops_pending_and_leased_chunks,
+    progress_counts_and_status_transitions,
+    retry_failed_chunks_resets_attempts,
+    jobs_and_chunks_list_in_pages,
+    queue_depths_count_by_queue_and_status,
+    api_keys_are_stored_by_hash,
+);
