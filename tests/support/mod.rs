@@ -127,3 +127,5 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+pub mod server;

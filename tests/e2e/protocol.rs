@@ -1,0 +1,365 @@
+//! What operators and other clients rely on beyond the service contracts: reflection, gRPC-Web
+//! with CORS, health that follows the database, graceful shutdown, the CLI, and the README's
+//! grpcurl walk-through.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use retryd_client::tonic::Code;
+use retryd_client::v1::chunk_queue_client::ChunkQueueClient;
+use retryd_client::v1::health_client::HealthClient as SystemHealthClient;
+use retryd_client::v1::work_request::Kind as Request;
+use retryd_client::v1::*;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::support::server::{write_config, ServerProcess, BINARY};
+use crate::support::TestDb;
+
+const SERVICES: &[&str] = &[
+    "retryd.v1.ChunkQueue",
+    "retryd.v1.Health",
+    "grpc.health.v1.Health",
+];
+
+#[tokio::test]
+async fn reflection_lists_every_service_over_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let db = TestDb::sqlite();
+    let server = ServerProcess::start(&db.url, &[]);
+    let channel = server.channel().await;
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in SERVICES {
+        assert!(
+            names.iter().any(|name| name == service),
+            "v1 lists {service}: {names:?}"
+        );
+    }
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in SERVICES {
+        assert!(
+            names.iter().any(|name| name == service),
+            "v1alpha lists {service}: {names:?}"
+        );
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; returns the whole response.
+fn http1(address: &str, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
+#[tokio::test]
+async fn browsers_reach_the_server_through_grpc_web_with_cors() {
+    let db = TestDb::sqlite();
+    let server = ServerProcess::start(&db.url, &[]);
+
+    let preflight = format!(
+        "OPTIONS /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: {0}\r\nOrigin: http://app.example\r\n\
+         Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web,authorization\r\n\
+         Connection: close\r\n\r\n",
+        server.address
+    );
+    let response =
+        String::from_utf8_lossy(&http1(&server.address, preflight.as_bytes())).to_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    assert!(
+        response.contains("access-control-allow-origin: http://app.example"),
+        "{response}"
+    );
+    assert!(response.contains("authorization"), "{response}");
+
+    // An empty HealthCheckRequest in a gRPC-Web frame: flag 0, length 0.
+    let body = [0u8, 0, 0, 0, 0];
+    let mut call = format!(
+        "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: {0}\r\nOrigin: http://app.example\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {1}\r\nConnection: close\r\n\r\n",
+        server.address,
+        body.len()
+    )
+    .into_bytes();
+    call.extend_from_slice(&body);
+    let response = http1(&server.address, &call);
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("content-type: application/grpc-web+proto"),
+        "{text}"
+    );
+    assert!(text.contains("access-control-expose-headers"), "{text}");
+    // The message frame carries status SERVING (field 1 = 1), the trailer frame grpc-status 0.
+    assert!(response.windows(2).any(|w| w == [0x08, 0x01]), "{text}");
+    assert!(text.contains("grpc-status:0"), "{text}");
+}
+
+#[tokio::test]
+async fn health_follows_the_database_and_recovers_with_it() {
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "health_check_interval_ms = 100\ndatabase_acquire_timeout_ms = 1000\n",
+    );
+    let server = ServerProcess::start(&db.url, &["--config", config.to_str().unwrap()]);
+    let channel = server.channel().await;
+    let mut standard = HealthClient::new(channel.clone());
+    let mut updates = standard
+        .watch(HealthCheckRequest {
+            service: "retryd.v1.ChunkQueue".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut system = SystemHealthClient::new(channel.clone())
+        .watch_system_health(WatchSystemHealthRequest {
+            interval_seconds: 3600,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = system.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    assert!(first.database.as_ref().unwrap().reachable);
+    assert_eq!(
+        updates.message().await.unwrap().unwrap().status,
+        1,
+        "SERVING"
+    );
+
+    db.take_postgres_offline().await;
+    // Both streams report the change by themselves: no polling by the test.
+    let down = tokio::time::timeout(Duration::from_secs(30), updates.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(down.status, 2, "NOT_SERVING");
+    let down = tokio::time::timeout(Duration::from_secs(30), system.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(down.status(), ServingStatus::NotServing);
+    assert!(!down.database.unwrap().error.is_empty());
+    let refused = ChunkQueueClient::new(channel.clone())
+        .get_job(GetJobRequest { job_id: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{}", refused.message());
+
+    db.bring_postgres_online().await;
+    let up = tokio::time::timeout(Duration::from_secs(30), updates.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(up.status, 1, "SERVING again, with no manual step");
+    let up = tokio::time::timeout(Duration::from_secs(30), system.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(up.status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn sigterm_ends_streams_and_the_process_cleanly() {
+    let db = TestDb::sqlite();
+    let mut server = ServerProcess::start(&db.url, &[]);
+    let mut client = ChunkQueueClient::new(server.channel().await);
+    client
+        .create_job(CreateJobRequest {
+            job_id: "j".into(),
+            chunks: vec![ChunkInput { payload: vec![1] }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (requests, outbox) = tokio::sync::mpsc::channel(4);
+    let start = WorkStart {
+        queue: String::new(),
+        worker_id: "w".into(),
+        lease_seconds: 0,
+    };
+    requests
+        .send(WorkRequest {
+            kind: Some(Request::Start(start)),
+        })
+        .await
+        .unwrap();
+    requests
+        .send(WorkRequest {
+            kind: Some(Request::Credit(WorkCredit { count: 1 })),
+        })
+        .await
+        .unwrap();
+    let mut responses = client
+        .work(ReceiverStream::new(outbox))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        responses.message().await.unwrap().is_some(),
+        "a chunk was pushed"
+    );
+
+    server.signal("TERM");
+    let ended = responses
+        .message()
+        .await
+        .expect_err("the stream ends with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{}", ended.message());
+    let status = server.wait_for_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+
+    // The lease the stream held was released: a restarted server hands the chunk out again.
+    let server = ServerProcess::start(&db.url, &[]);
+    let mut client = ChunkQueueClient::new(server.channel().await);
+    let claimed = client
+        .claim_chunks(ClaimChunksRequest {
+            worker_id: "w2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(claimed.chunks.len(), 1);
+    assert_eq!(claimed.chunks[0].attempt, 2);
+}
+
+#[test]
+fn config_prints_the_layers_and_migrate_prepares_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "listen = \"127.0.0.1:7000\"\n[limits]\nmax_payload_bytes = 5\n",
+    );
+    let database = format!("sqlite://{}", dir.path().join("db/retryd.db").display());
+    let output = Command::new(BINARY)
+        .args(["config", "--config", config.to_str().unwrap()])
+        .env("RETRYD_LISTEN", "127.0.0.1:7001")
+        .env("RETRYD_DATABASE_URL", &database)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        printed.contains("listen = \"127.0.0.1:7001\""),
+        "env beats the file:\n{printed}"
+    );
+    assert!(
+        printed.contains("max_payload_bytes = 5"),
+        "the file beats defaults:\n{printed}"
+    );
+    assert!(printed.contains(&database), "{printed}");
+
+    let output = Command::new(BINARY)
+        .args([
+            "migrate",
+            "--database-url",
+            &database,
+            "--listen",
+            "127.0.0.1:7002",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("db/retryd.db").exists());
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_runs_as_pasted() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("<!-- walkthrough:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- walkthrough:end -->").next())
+        .expect("the README marks its walk-through");
+    let script = section
+        .trim()
+        .strip_prefix("```bash")
+        .and_then(|body| body.strip_suffix("```"))
+        .expect("the walk-through is one bash block");
+
+    let db = TestDb::sqlite();
+    let server = ServerProcess::start(&db.url, &[]);
+    let output = Command::new("bash")
+        .args(["-e", "-u", "-o", "pipefail", "-c", script])
+        .env("ADDR", &server.address)
+        .output()
+        .expect("bash, grpcurl and jq are needed (see README)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "walk-through failed:\n{stdout}\n{stderr}"
+    );
+    for expected in [
+        "retryd.v1.ChunkQueue",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "JOB_STATUS_PENDING",
+        "leaseToken",
+        "FailedPrecondition",
+        "refused, as expected",
+        "\"completed\": 1",
+        "SMTP timeout",
+        "SERVING",
+        "JOB_STATUS_CANCELLED",
+    ] {
+        assert!(
+            stdout.contains(expected) || stderr.contains(expected),
+            "missing {expected:?}:\n{stdout}\n{stderr}"
+        );
+    }
+}
