@@ -105,7 +105,7 @@ pub async fn thousand_chunks_over_work_streams_and_pollers_complete_once_each(en
         worker.abort();
     }
 
-    let tally = tally.lock().unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
     assert_eq!(tally.completions.len(), CHUNKS);
     assert!(
         tally.completions.values().all(|&n| n == 1),
