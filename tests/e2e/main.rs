@@ -30,4 +30,5 @@ mod support;
 mod auth;
 mod bad_input;
 mod protocol;
+mod wakeups;
 mod workers;
