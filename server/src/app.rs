@@ -20,12 +20,16 @@ use crate::events::Events;
 use crate::grpc::chunk_queue::ChunkQueueApi;
 use crate::grpc::generated::chunk_queue_server::ChunkQueueServer;
 use crate::grpc::generated::health_server::HealthServer;
+use crate::grpc::generated::scheduler_server::SchedulerServer;
 use crate::grpc::generated::DESCRIPTOR_SET;
 use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
+use crate::grpc::scheduler::SchedulerApi;
+use crate::scheduler::tasks::{PruneFinishedJobs, RecoverStuckChunks};
+use crate::scheduler::{ScheduledTask, Scheduler};
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::ChunkQueueService;
 use crate::service::health::HealthMonitor;
-use crate::store::{self, Store};
+use crate::store::{self, ChangeSink, Store};
 
 pub type AppResult<T> = Result<T, String>;
 
@@ -75,7 +79,15 @@ pub async fn serve(config: Config) -> AppResult<()> {
         config.limits.clone(),
         Duration::from_millis(config.claim_fallback_poll_ms.max(10)),
     ));
-    let monitor = Arc::new(HealthMonitor::new(Arc::clone(&store), Arc::clone(&clock)));
+    // Changes other replicas make reach this one's waiting claimers and watchers.
+    store.listen_for_changes(Arc::clone(&events) as Arc<dyn ChangeSink>);
+    let scheduler = Arc::new(build_scheduler(&config, &store, &clock, &chunk_queue));
+    scheduler.spawn(Duration::from_millis(config.scheduler.tick_ms.max(10)));
+    let monitor = Arc::new(HealthMonitor::new(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        Arc::clone(&scheduler),
+    ));
     monitor.check_database().await;
     monitor.spawn_checks(Duration::from_millis(
         config.health_check_interval_ms.max(10),
@@ -96,12 +108,13 @@ pub async fn serve(config: Config) -> AppResult<()> {
 
     let max_message = config.limits.max_message_bytes;
     let chunk_queue_api = ChunkQueueApi::new(
-        chunk_queue,
+        Arc::clone(&chunk_queue),
         Arc::clone(&auth),
         shutdown.clone(),
         Duration::from_millis(config.watch_fallback_poll_ms.max(10)),
     );
     let health_api = HealthApi::new(Arc::clone(&monitor), Arc::clone(&auth), shutdown.clone());
+    let scheduler_api = SchedulerApi::new(scheduler, Arc::clone(&auth), config.limits.clone());
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -120,6 +133,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .add_service(reflection_v1alpha)
         .add_service(ChunkQueueServer::new(chunk_queue_api).max_decoding_message_size(max_message))
         .add_service(HealthServer::new(health_api).max_decoding_message_size(max_message))
+        .add_service(SchedulerServer::new(scheduler_api).max_decoding_message_size(max_message))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; streams are told to end");
@@ -137,6 +151,57 @@ pub async fn serve(config: Config) -> AppResult<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn build_scheduler(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    chunk_queue: &Arc<ChunkQueueService>,
+) -> Scheduler {
+    let settings = &config.scheduler;
+    let tasks = vec![
+        ScheduledTask {
+            task: Arc::new(RecoverStuckChunks {
+                chunk_queue: Arc::clone(chunk_queue),
+            }),
+            interval: settings.recover_stuck_chunks.interval(),
+            enabled: settings.recover_stuck_chunks.enabled,
+        },
+        ScheduledTask {
+            task: Arc::new(PruneFinishedJobs {
+                store: Arc::clone(store),
+                clock: Arc::clone(clock),
+                retention: Duration::from_secs(settings.finished_job_retention_seconds),
+            }),
+            interval: settings.prune_finished_jobs.interval(),
+            enabled: settings.prune_finished_jobs.enabled,
+        },
+    ];
+    let replica_id = if settings.replica_id.is_empty() {
+        default_replica_id()
+    } else {
+        settings.replica_id.clone()
+    };
+    Scheduler::new(
+        tasks,
+        Arc::clone(store),
+        Arc::clone(clock),
+        store.leader_elector(),
+        replica_id,
+    )
+}
+
+/// Host, process and a random suffix: unique among replicas, readable in run records.
+fn default_replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "retryd".to_owned());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{}-{suffix}", std::process::id())
 }
 
 /// Without keys anyone who can reach the port may do anything: allow that on loopback only,

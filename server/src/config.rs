@@ -102,6 +102,54 @@ pub struct Config {
     /// After SIGTERM/SIGINT, how long in-flight calls may take to finish.
     pub shutdown_grace_seconds: u64,
     pub limits: Limits,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often the scheduler checks leadership and due tasks; with several replicas, also how
+    /// soon another replica takes over when the leader dies.
+    pub tick_ms: u64,
+    /// This replica's name in run records and health; empty: host name, process id and a random
+    /// suffix.
+    pub replica_id: String,
+    pub recover_stuck_chunks: TaskConfig,
+    pub prune_finished_jobs: TaskConfig,
+    /// Finished jobs (and run records) older than this are pruned.
+    pub finished_job_retention_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub enabled: bool,
+    pub interval_seconds: u64,
+}
+
+impl TaskConfig {
+    fn every(seconds: u64) -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: seconds,
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds.max(1))
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            replica_id: String::new(),
+            recover_stuck_chunks: TaskConfig::every(60),
+            prune_finished_jobs: TaskConfig::every(3_600),
+            finished_job_retention_seconds: 7 * 24 * 3600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -118,20 +166,39 @@ impl Default for Config {
             watch_fallback_poll_ms: 2_000,
             shutdown_grace_seconds: 10,
             limits: Limits::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
 
 impl Config {
-    /// Defaults, then the file, then the overrides (clap has already put flags over env).
+    /// Defaults, then the file, then `RETRYD_*` variables, then the flags (clap has already put
+    /// flags over their own variables).
     pub fn load(overrides: &Overrides) -> Result<Self, String> {
-        let mut config = match &overrides.config {
-            Some(path) => Self::from_file(path)?,
+        Self::load_with_env(overrides, std::env::vars())
+    }
+
+    fn load_with_env(
+        overrides: &Overrides,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        // Layers merge key by key over the defaults, so a file may set one field of a section.
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|err| format!("cannot build the defaults: {err}"))?;
+        let file = match &overrides.config {
+            Some(path) => Some(Self::read_file(path)?),
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+                Some(Self::read_file(Path::new(DEFAULT_CONFIG_FILE))?)
             }
-            None => Self::default(),
+            None => None,
         };
+        if let Some(file) = file {
+            merge(&mut table, file);
+        }
+        apply_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err| format!("invalid configuration: {err}"))?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
@@ -147,10 +214,10 @@ impl Config {
         Ok(config)
     }
 
-    fn from_file(path: &Path) -> Result<Self, String> {
+    fn read_file(path: &Path) -> Result<toml::Table, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-        toml::from_str(&text)
+        text.parse::<toml::Table>()
             .map_err(|err| format!("invalid configuration in {}: {err}", path.display()))
     }
 
@@ -168,6 +235,67 @@ impl Config {
             acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
         }
     }
+}
+
+/// Puts `layer` over `base`, section by section.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(section)), toml::Value::Table(layer_section)) => {
+                merge(section, layer_section)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Variables the command line already reads (with their flags).
+const FLAG_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "LISTEN",
+    "DATABASE_URL",
+    "INSECURE_NO_AUTH",
+    "LOG_FORMAT",
+    "LOG",
+];
+
+/// Every other `RETRYD_<KEY>` sets a setting of the file: `__` separates nested keys, so
+/// `RETRYD_SCHEDULER__RECOVER_STUCK_CHUNKS__INTERVAL_SECONDS=5` sets
+/// `[scheduler.recover_stuck_chunks] interval_seconds = 5`. Values are read as TOML values
+/// (numbers, booleans), or as text when they are not one.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<(), String> {
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("RETRYD_") else {
+            continue;
+        };
+        if FLAG_VARIABLES.contains(&key) || key.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut parsed| parsed.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let (last, parents) = path
+            .split_last()
+            .ok_or_else(|| format!("{name}: empty key"))?;
+        let mut current = &mut *table;
+        for parent in parents {
+            current = current
+                .entry(parent.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| format!("{name}: {parent} is not a section"))?;
+        }
+        current.insert(last.clone(), parsed);
+    }
+    Ok(())
 }
 
 fn mask_password(url: &str) -> String {
@@ -201,6 +329,25 @@ mod tests {
             database_url: Some("postgres://u:secret@h/db".into()),
             ..Overrides::default()
         };
+        let env = [
+            (
+                "RETRYD_SCHEDULER__RECOVER_STUCK_CHUNKS__INTERVAL_SECONDS".to_owned(),
+                "5".to_owned(),
+            ),
+            (
+                "RETRYD_SCHEDULER__REPLICA_ID".to_owned(),
+                "replica-7".to_owned(),
+            ),
+            (
+                "RETRYD_LIMITS__MAX_PAYLOAD_BYTES".to_owned(),
+                "20".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let config = Config::load_with_env(&overrides, env.into_iter()).unwrap();
+        assert_eq!(config.scheduler.recover_stuck_chunks.interval_seconds, 5);
+        assert_eq!(config.scheduler.replica_id, "replica-7");
+        assert_eq!(config.limits.max_payload_bytes, 20, "env beats the file");
         let config = Config::load(&overrides).unwrap();
         assert_eq!(config.listen.port(), 6000);
         assert_eq!(config.database_url, "postgres://u:secret@h/db");
@@ -222,5 +369,10 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Config::load(&overrides).unwrap_err().contains("lisen"));
+        let env = [("RETRYD_SCHEDULER__TICK".to_owned(), "5".to_owned())];
+        let none = Overrides::default();
+        assert!(Config::load_with_env(&none, env.into_iter())
+            .unwrap_err()
+            .contains("tick"));
     }
 }

@@ -6,6 +6,12 @@ use std::sync::Mutex;
 
 use tokio::sync::{broadcast, watch};
 
+use crate::store::ChangeSink;
+
+/// Announced as the changed job when every watcher should look again. Job ids cannot contain
+/// control characters, so it names no real job.
+pub const EVERY_JOB: &str = "\u{0}";
+
 pub struct Events {
     queues: Mutex<HashMap<String, watch::Sender<u64>>>,
     jobs: broadcast::Sender<String>,
@@ -66,6 +72,21 @@ impl Events {
             .entry(queue.to_owned())
             .or_insert_with(|| watch::channel(0).0);
         use_sender(sender)
+    }
+}
+
+impl ChangeSink for Events {
+    fn work_available(&self, queue: &str) {
+        Events::work_available(self, queue);
+    }
+
+    fn job_changed(&self, job_id: &str) {
+        Events::job_changed(self, job_id);
+    }
+
+    fn resync(&self) {
+        self.work_available_everywhere();
+        self.job_changed(EVERY_JOB);
     }
 }
 

@@ -6,5 +6,6 @@ pub mod config;
 pub mod core;
 pub mod events;
 pub mod grpc;
+pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -831,3 +831,127 @@ pub async fn api_keys_are_stored_by_hash(store: Arc<dyn Store>) {
     assert_eq!(store.find_api_key("missing").await.unwrap(), None);
     store.ping().await.unwrap();
 }
+
+fn scheduled(
+    task: &str,
+    slot: i64,
+    replica: &str,
+    seconds: u64,
+) -> retryd::core::tasks::NewTaskRun {
+    retryd::core::tasks::NewTaskRun {
+        task: task.into(),
+        slot: Some(slot),
+        replica_id: replica.into(),
+        kind: retryd::core::tasks::RunKind::Schedule,
+        started_at: at(seconds),
+    }
+}
+
+pub async fn each_task_slot_is_taken_once(store: Arc<dyn Store>) {
+    use retryd::core::tasks::{RunKind, RunOutcome};
+    let first = store
+        .start_task_run(&scheduled("sweep", 7, "a", 0))
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        store
+            .start_task_run(&scheduled("sweep", 7, "b", 1))
+            .await
+            .unwrap(),
+        None,
+        "slot 7 is taken"
+    );
+    assert!(store
+        .start_task_run(&scheduled("other", 7, "b", 1))
+        .await
+        .unwrap()
+        .is_some());
+    let mut manual = scheduled("sweep", 0, "b", 2);
+    manual.slot = None;
+    manual.kind = RunKind::Manual;
+    assert!(store.start_task_run(&manual).await.unwrap().is_some());
+    assert!(
+        store.start_task_run(&manual).await.unwrap().is_some(),
+        "manual runs have no slot"
+    );
+
+    let counts = vec![("recovered".to_owned(), 4)];
+    store
+        .finish_task_run(first.unwrap(), at(3), RunOutcome::Ok, &counts, None)
+        .await
+        .unwrap();
+    let latest = store.latest_task_runs().await.unwrap();
+    assert_eq!(
+        latest
+            .iter()
+            .map(|run| run.task.as_str())
+            .collect::<Vec<_>>(),
+        vec!["other", "sweep"]
+    );
+    let sweep = &latest[1];
+    assert_eq!(
+        (sweep.kind, sweep.slot, sweep.outcome),
+        (RunKind::Manual, None, None),
+        "the newest run"
+    );
+
+    let all = store
+        .list_task_runs(
+            Some("sweep"),
+            PageRequest {
+                size: 2,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+    let rest = store
+        .list_task_runs(
+            Some("sweep"),
+            PageRequest {
+                size: 2,
+                after: all.next_after,
+            },
+        )
+        .await
+        .unwrap();
+    let oldest = &rest.items[0];
+    assert_eq!(
+        (oldest.slot, oldest.outcome, &oldest.counts),
+        (Some(7), Some(RunOutcome::Ok), &counts)
+    );
+    assert_eq!(oldest.finished_at, Some(at(3)));
+    assert_eq!(rest.next_after, None);
+
+    assert_eq!(
+        store.prune_task_runs(at(1)).await.unwrap(),
+        1,
+        "only the run started before"
+    );
+}
+
+pub async fn pruning_deletes_only_old_finished_jobs(store: Arc<dyn Store>) {
+    for job_id in ["old-done", "old-open", "new-done"] {
+        store
+            .create_job(new_job(job_id, "q", 2), at(0))
+            .await
+            .unwrap();
+    }
+    store.cancel_job("old-done", at(10)).await.unwrap();
+    store.cancel_job("new-done", at(1000)).await.unwrap();
+    assert_eq!(store.prune_finished_jobs(at(500), 100).await.unwrap(), 1);
+    assert!(matches!(
+        store.get_job("old-done").await,
+        Err(Error::NotFound { .. })
+    ));
+    store.get_job("old-open").await.unwrap();
+    store.get_job("new-done").await.unwrap();
+    let depths = store.queue_depths().await.unwrap();
+    assert_eq!(
+        depths[0].pending + depths[0].cancelled,
+        4,
+        "the pruned job's chunks went with it"
+    );
+}

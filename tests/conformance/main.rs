@@ -50,4 +50,6 @@ conformance!(
     jobs_and_chunks_list_in_pages,
     queue_depths_count_by_queue_and_status,
     api_keys_are_stored_by_hash,
+    each_task_slot_is_taken_once,
+    pruning_deletes_only_old_finished_jobs,
 );

@@ -14,6 +14,7 @@ use super::generated::chunk_queue_server::ChunkQueue;
 use super::{authorize, convert, error::status, work};
 use crate::core::auth::Permission;
 use crate::core::chunks::JobProgress;
+use crate::events::EVERY_JOB;
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::{ChunkQueueService, ClaimInput};
 use crate::service::paging::next_page_token;
@@ -323,7 +324,7 @@ async fn watch_job(
     while !last.status.is_final() {
         tokio::select! {
             changed = changes.recv() => match changed {
-                Ok(changed_job) if changed_job != job_id => continue,
+                Ok(changed_job) if changed_job != job_id && changed_job != EVERY_JOB => continue,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },

@@ -7,7 +7,9 @@ use crate::core::chunks::{
 };
 use crate::core::limits::{CreateJobInput, RetryPolicyInput};
 use crate::core::retry::RetryPolicy;
+use crate::core::tasks::{RunKind, RunOutcome, TaskRun};
 use crate::core::{Error, Result, Timestamp};
+use crate::scheduler::TaskStatus;
 use crate::service::health::SystemHealth;
 
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
@@ -189,5 +191,41 @@ pub fn system_health(health: SystemHealth) -> pb::SystemHealth {
         queues: health.queues.into_iter().map(queue_depth).collect(),
         checked_at: Some(timestamp(health.checked_at)),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        tasks: health.tasks.into_iter().map(task).collect(),
+        replica_id: health.replica_id,
+        scheduler_leader: health.scheduler_leader,
+    }
+}
+
+pub fn task_run(run: TaskRun) -> pb::TaskRun {
+    pb::TaskRun {
+        run_id: run.id,
+        task: run.task,
+        slot: run.slot.unwrap_or_default(),
+        replica_id: run.replica_id,
+        kind: match run.kind {
+            RunKind::Schedule => pb::TaskRunKind::Schedule,
+            RunKind::Manual => pb::TaskRunKind::Manual,
+        }
+        .into(),
+        started_at: Some(timestamp(run.started_at)),
+        finished_at: run.finished_at.map(timestamp),
+        outcome: match run.outcome {
+            None => pb::TaskRunOutcome::Unspecified,
+            Some(RunOutcome::Ok) => pb::TaskRunOutcome::Ok,
+            Some(RunOutcome::Error) => pb::TaskRunOutcome::Error,
+        }
+        .into(),
+        counts: run.counts.into_iter().collect(),
+        error: run.error.unwrap_or_default(),
+    }
+}
+
+pub fn task(status: TaskStatus) -> pb::Task {
+    pb::Task {
+        name: status.name,
+        enabled: status.enabled,
+        interval_seconds: u32::try_from(status.interval.as_secs()).unwrap_or(u32::MAX),
+        last_run: status.last_run.map(task_run),
     }
 }

@@ -19,7 +19,12 @@ use crate::service::auth::Authenticator;
 use crate::service::health::HealthMonitor;
 
 /// The names under which the standard health service reports; "" is the whole server.
-pub const SERVICE_NAMES: &[&str] = &["", "retryd.v1.ChunkQueue", "retryd.v1.Health"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "",
+    "retryd.v1.ChunkQueue",
+    "retryd.v1.Health",
+    "retryd.v1.Scheduler",
+];
 
 pub struct HealthApi {
     monitor: Arc<HealthMonitor>,

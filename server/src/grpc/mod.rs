@@ -5,6 +5,7 @@ pub mod chunk_queue;
 pub mod convert;
 pub mod error;
 pub mod health;
+pub mod scheduler;
 mod work;
 
 use crate::core::auth::Permission;

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::core::chunks::QueueDepth;
 use crate::core::{Clock, Result, Timestamp};
+use crate::scheduler::{Scheduler, TaskStatus};
 use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,9 @@ pub struct DatabaseState {
 pub struct SystemHealth {
     pub database: DatabaseState,
     pub queues: Vec<QueueDepth>,
+    pub tasks: Vec<TaskStatus>,
+    pub replica_id: String,
+    pub scheduler_leader: bool,
     pub checked_at: Timestamp,
 }
 
@@ -34,11 +38,12 @@ impl SystemHealth {
 pub struct HealthMonitor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    scheduler: Arc<Scheduler>,
     database: watch::Sender<DatabaseState>,
 }
 
 impl HealthMonitor {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scheduler: Arc<Scheduler>) -> Self {
         let initial = DatabaseState {
             engine: store.engine(),
             reachable: false,
@@ -48,6 +53,7 @@ impl HealthMonitor {
         Self {
             store,
             clock,
+            scheduler,
             database: watch::channel(initial).0,
         }
     }
@@ -88,17 +94,24 @@ impl HealthMonitor {
         self.database.subscribe()
     }
 
-    /// The current picture: the last database check, and queue depths if the database answers.
+    /// The current picture: a fresh database check, and (if the database answers) queue depths
+    /// and the scheduled tasks' last runs.
     pub async fn snapshot(&self) -> Result<SystemHealth> {
         let database = self.check_database().await;
-        let queues = if database.reachable {
-            self.store.queue_depths().await.unwrap_or_default()
+        let (queues, tasks) = if database.reachable {
+            (
+                self.store.queue_depths().await.unwrap_or_default(),
+                self.scheduler.status().await.unwrap_or_default(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         Ok(SystemHealth {
             database,
             queues,
+            tasks,
+            replica_id: self.scheduler.replica_id().to_owned(),
+            scheduler_leader: self.scheduler.is_leader(),
             checked_at: self.clock.now(),
         })
     }

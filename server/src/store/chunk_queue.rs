@@ -669,6 +669,27 @@ macro_rules! impl_chunk_store {
                     Ok(depths.into_values().collect())
                 }
 
+                async fn prune_finished_jobs(&self, before: Timestamp, limit: u32) -> Result<u64> {
+                    let mut conn = self.conn().await?;
+                    let doomed: Vec<i64> = jobs::table
+                        .filter(jobs::finished_at.lt(before.as_micros()))
+                        .select(jobs::id)
+                        .order(jobs::finished_at.asc())
+                        .limit(i64::from(limit))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(TxError::from)?;
+                    if doomed.is_empty() {
+                        return Ok(0);
+                    }
+                    // Chunks go with their job (ON DELETE CASCADE).
+                    let deleted = diesel::delete(jobs::table.filter(jobs::id.eq_any(&doomed)))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(TxError::from)?;
+                    Ok(deleted as u64)
+                }
+
                 async fn earliest_pending_run_at(&self, queue: &str) -> Result<Option<Timestamp>> {
                     let mut conn = self.conn().await?;
                     let earliest: Option<i64> = chunks::table

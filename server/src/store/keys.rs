@@ -1,4 +1,5 @@
-//! API key queries and the engine-independent `Store` methods, written once for both engines.
+//! API key queries and the `Store` methods, written once for both engines; the engine-specific
+//! ones delegate to the engine's `elector` and `change_listener`.
 
 macro_rules! impl_key_store {
     ($store:ty, $engine:literal) => {
@@ -73,6 +74,17 @@ macro_rules! impl_key_store {
                         .await
                         .map_err(TxError::from)?;
                     Ok(())
+                }
+
+                fn leader_elector(&self) -> std::sync::Arc<dyn $crate::store::LeaderElector> {
+                    self.elector()
+                }
+
+                fn listen_for_changes(
+                    &self,
+                    sink: std::sync::Arc<dyn $crate::store::ChangeSink>,
+                ) -> Option<tokio::task::JoinHandle<()>> {
+                    self.change_listener(sink)
                 }
             }
         };

@@ -16,6 +16,7 @@ use crate::core::chunks::{
     Failure, Job, JobFilter, JobProgress, JobStatus, LeasedChunk, NewJob, Page, PageRequest,
     QueueDepth, RecoverOutcome,
 };
+use crate::core::tasks::{NewTaskRun, RunOutcome, TaskCounts, TaskRun};
 use crate::core::{Result, Timestamp};
 
 mod chunk_queue;
@@ -26,6 +27,7 @@ pub mod postgres;
 mod rows;
 mod schema;
 pub mod sqlite;
+mod task_runs;
 
 #[async_trait]
 pub trait ChunkStore: Send + Sync {
@@ -74,6 +76,8 @@ pub trait ChunkStore: Send + Sync {
     ) -> Result<Page<ChunkInfo>>;
     /// Chunk counts per queue and status.
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>>;
+    /// Deletes up to `limit` final jobs (and their chunks) that finished before `before`.
+    async fn prune_finished_jobs(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// When the queue's next pending chunk becomes claimable, so a waiting claimer can sleep
     /// until a backoff ends instead of polling.
     async fn earliest_pending_run_at(&self, queue: &str) -> Result<Option<Timestamp>>;
@@ -87,11 +91,64 @@ pub trait KeyStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: ChunkStore + KeyStore {
+pub trait TaskRunStore: Send + Sync {
+    /// Records the start of a run. For a scheduled run, returns `None` when its (task, slot) was
+    /// already taken: another replica ran that tick.
+    async fn start_task_run(&self, run: &NewTaskRun) -> Result<Option<i64>>;
+    async fn finish_task_run(
+        &self,
+        id: i64,
+        finished_at: Timestamp,
+        outcome: RunOutcome,
+        counts: &TaskCounts,
+        error: Option<&str>,
+    ) -> Result<()>;
+    /// The most recent run of each task.
+    async fn latest_task_runs(&self) -> Result<Vec<TaskRun>>;
+    /// Runs newest first, optionally of one task.
+    async fn list_task_runs(&self, task: Option<&str>, page: PageRequest) -> Result<Page<TaskRun>>;
+    async fn prune_task_runs(&self, before: Timestamp) -> Result<u64>;
+}
+
+/// Decides which replica runs the scheduled tasks.
+#[async_trait]
+pub trait LeaderElector: Send + Sync {
+    /// Whether this process leads now, trying to become leader if nobody does. Called on every
+    /// scheduler tick, so a lost leadership (a dead connection) is noticed within one tick.
+    async fn lead(&self) -> bool;
+}
+
+/// Where changes made by other replicas are announced.
+pub trait ChangeSink: Send + Sync {
+    fn work_available(&self, queue: &str);
+    fn job_changed(&self, job_id: &str);
+    /// Announcements may have been missed (the listening connection was lost): everyone
+    /// waiting should look again.
+    fn resync(&self);
+}
+
+#[async_trait]
+pub trait Store: ChunkStore + KeyStore + TaskRunStore {
     /// "postgres" or "sqlite".
     fn engine(&self) -> &'static str;
     /// A trivial query: is the database there?
     async fn ping(&self) -> Result<()>;
+    /// The elector for this database: an advisory lock on Postgres, always this process on
+    /// SQLite (one process owns the file).
+    fn leader_elector(&self) -> Arc<dyn LeaderElector>;
+    /// Forwards changes other processes make to `sink`, for as long as the process runs. `None`
+    /// when only this process can change the database.
+    fn listen_for_changes(&self, sink: Arc<dyn ChangeSink>) -> Option<tokio::task::JoinHandle<()>>;
+}
+
+/// The elector of a database only one process uses.
+pub struct SoleLeader;
+
+#[async_trait]
+impl LeaderElector for SoleLeader {
+    async fn lead(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

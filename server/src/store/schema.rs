@@ -55,3 +55,18 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(jobs, chunks);
+
+diesel::table! {
+    task_runs (id) {
+        id -> BigInt,
+        task -> Text,
+        slot -> Nullable<BigInt>,
+        replica_id -> Text,
+        kind -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+        outcome -> Nullable<Text>,
+        counts -> Text,
+        error -> Nullable<Text>,
+    }
+}

@@ -1,6 +1,8 @@
 //! The Postgres engine: a deadpool of diesel_async connections; claims use
 //! `FOR UPDATE SKIP LOCKED` so concurrent claimers skip each other's rows instead of waiting.
 
+use std::sync::Arc;
+
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
@@ -15,9 +17,13 @@ use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::NewChunkRow;
 use super::schema::chunks;
-use super::{migrate, PoolSettings};
+use super::task_runs::impl_task_run_store;
+use super::{migrate, ChangeSink, LeaderElector, PoolSettings};
 use crate::core::chunks::ClaimRequest;
 use crate::core::{Result, Timestamp};
+
+mod leader;
+mod listener;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -27,6 +33,8 @@ const CONNECTION_SETUP: &str = "SET statement_timeout = '60s'; SET application_n
 
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    url: String,
+    elector: Arc<leader::AdvisoryLockElector>,
 }
 
 impl PgStore {
@@ -54,7 +62,19 @@ impl PgStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(pool_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+            elector: Arc::new(leader::AdvisoryLockElector::new(url)),
+        })
+    }
+
+    fn elector(&self) -> Arc<dyn LeaderElector> {
+        Arc::clone(&self.elector) as Arc<dyn LeaderElector>
+    }
+
+    fn change_listener(&self, sink: Arc<dyn ChangeSink>) -> Option<tokio::task::JoinHandle<()>> {
+        Some(listener::spawn(self.url.clone(), sink))
     }
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>> {
@@ -106,3 +126,4 @@ impl PgStore {
 
 impl_chunk_store!(PgStore, AsyncPgConnection, transaction);
 impl_key_store!(PgStore, "postgres");
+impl_task_run_store!(PgStore);

@@ -3,6 +3,7 @@
 //! instead of failing with SQLITE_BUSY when a read turns into a write.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
@@ -20,7 +21,8 @@ use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::NewChunkRow;
 use super::schema::chunks;
-use super::{migrate, PoolSettings};
+use super::task_runs::impl_task_run_store;
+use super::{migrate, ChangeSink, LeaderElector, PoolSettings, SoleLeader};
 use crate::core::chunks::ClaimRequest;
 use crate::core::{Error, Result, Timestamp};
 
@@ -61,6 +63,16 @@ impl SqliteStore {
             .build()
             .map_err(pool_error)?;
         Ok(Self { pool })
+    }
+
+    /// One process owns the file, so it always leads.
+    fn elector(&self) -> Arc<dyn LeaderElector> {
+        Arc::new(SoleLeader)
+    }
+
+    /// Only this process changes the database: its own wake-ups are all there is.
+    fn change_listener(&self, _sink: Arc<dyn ChangeSink>) -> Option<tokio::task::JoinHandle<()>> {
+        None
     }
 
     async fn conn(&self) -> Result<Object<SqliteConn>> {
@@ -137,3 +149,4 @@ fn database_path(url: &str) -> Result<PathBuf> {
 
 impl_chunk_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_key_store!(SqliteStore, "sqlite");
+impl_task_run_store!(SqliteStore);

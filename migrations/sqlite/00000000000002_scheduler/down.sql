@@ -1,0 +1,2 @@
+DROP INDEX jobs_finished;
+DROP TABLE task_runs;

@@ -1,0 +1,69 @@
+//! The built-in scheduled tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::Task;
+use crate::core::tasks::TaskCounts;
+use crate::core::{Clock, Result};
+use crate::service::chunk_queue::ChunkQueueService;
+use crate::store::Store;
+
+pub const RECOVER_STUCK_CHUNKS: &str = "recover_stuck_chunks";
+pub const PRUNE_FINISHED_JOBS: &str = "prune_finished_jobs";
+
+/// Chunks whose lease expired go back to pending, or to failed on their last attempt (the
+/// seed's cleanup_stuck_chunks).
+pub struct RecoverStuckChunks {
+    pub chunk_queue: Arc<ChunkQueueService>,
+}
+
+#[async_trait]
+impl Task for RecoverStuckChunks {
+    fn name(&self) -> &'static str {
+        RECOVER_STUCK_CHUNKS
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let outcome = self.chunk_queue.recover_stuck_chunks().await?;
+        Ok(vec![
+            ("recovered".into(), u64::from(outcome.recovered)),
+            ("failed".into(), u64::from(outcome.failed)),
+        ])
+    }
+}
+
+/// Deletes finished jobs (with their chunks) and task run records older than the retention.
+pub struct PruneFinishedJobs {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub retention: Duration,
+}
+
+/// Jobs deleted per statement, and at most this many statements a run: one run never holds the
+/// database for long; what is left is pruned by the next run.
+const PRUNE_BATCH: u32 = 1_000;
+const PRUNE_BATCHES_PER_RUN: u32 = 100;
+
+#[async_trait]
+impl Task for PruneFinishedJobs {
+    fn name(&self) -> &'static str {
+        PRUNE_FINISHED_JOBS
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let before = self.clock.now().minus(self.retention);
+        let mut jobs = 0;
+        for _ in 0..PRUNE_BATCHES_PER_RUN {
+            let deleted = self.store.prune_finished_jobs(before, PRUNE_BATCH).await?;
+            jobs += deleted;
+            if deleted < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        let runs = self.store.prune_task_runs(before).await?;
+        Ok(vec![("jobs".into(), jobs), ("task_runs".into(), runs)])
+    }
+}

@@ -1,0 +1,185 @@
+//! Scheduler run records, written once for both engines.
+
+macro_rules! impl_task_run_store {
+    ($store:ty) => {
+        const _: () = {
+            use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+            use diesel_async::RunQueryDsl;
+
+            use $crate::core::chunks::{Page, PageRequest};
+            use $crate::core::tasks::*;
+            use $crate::core::{Error, Result, Timestamp};
+            use $crate::store::error::TxError;
+            use $crate::store::schema::task_runs;
+
+            type RunRow = (
+                i64,
+                String,
+                Option<i64>,
+                String,
+                String,
+                i64,
+                Option<i64>,
+                Option<String>,
+                String,
+                Option<String>,
+            );
+
+            const COLUMNS: (
+                task_runs::id,
+                task_runs::task,
+                task_runs::slot,
+                task_runs::replica_id,
+                task_runs::kind,
+                task_runs::started_at,
+                task_runs::finished_at,
+                task_runs::outcome,
+                task_runs::counts,
+                task_runs::error,
+            ) = (
+                task_runs::id,
+                task_runs::task,
+                task_runs::slot,
+                task_runs::replica_id,
+                task_runs::kind,
+                task_runs::started_at,
+                task_runs::finished_at,
+                task_runs::outcome,
+                task_runs::counts,
+                task_runs::error,
+            );
+
+            fn into_run(row: RunRow) -> Result<TaskRun> {
+                let (
+                    id,
+                    task,
+                    slot,
+                    replica_id,
+                    kind,
+                    started_at,
+                    finished_at,
+                    outcome,
+                    counts,
+                    error,
+                ) = row;
+                Ok(TaskRun {
+                    id,
+                    task,
+                    slot,
+                    replica_id,
+                    kind: RunKind::parse(&kind)
+                        .ok_or_else(|| Error::Internal(format!("unknown run kind {kind:?}")))?,
+                    started_at: Timestamp::from_micros(started_at),
+                    finished_at: finished_at.map(Timestamp::from_micros),
+                    outcome: outcome.as_deref().and_then(RunOutcome::parse),
+                    counts: decode_counts(&counts),
+                    error,
+                })
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::store::TaskRunStore for $store {
+                async fn start_task_run(&self, run: &NewTaskRun) -> Result<Option<i64>> {
+                    let mut conn = self.conn().await?;
+                    Ok(diesel::insert_into(task_runs::table)
+                        .values((
+                            task_runs::task.eq(&run.task),
+                            task_runs::slot.eq(run.slot),
+                            task_runs::replica_id.eq(&run.replica_id),
+                            task_runs::kind.eq(run.kind.as_str()),
+                            task_runs::started_at.eq(run.started_at.as_micros()),
+                        ))
+                        .on_conflict_do_nothing()
+                        .returning(task_runs::id)
+                        .get_result::<i64>(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(TxError::from)?)
+                }
+
+                async fn finish_task_run(
+                    &self,
+                    id: i64,
+                    finished_at: Timestamp,
+                    outcome: RunOutcome,
+                    counts: &TaskCounts,
+                    error: Option<&str>,
+                ) -> Result<()> {
+                    let mut conn = self.conn().await?;
+                    diesel::update(task_runs::table.filter(task_runs::id.eq(id)))
+                        .set((
+                            task_runs::finished_at.eq(Some(finished_at.as_micros())),
+                            task_runs::outcome.eq(Some(outcome.as_str())),
+                            task_runs::counts.eq(encode_counts(counts)),
+                            task_runs::error.eq(error),
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(TxError::from)?;
+                    Ok(())
+                }
+
+                async fn latest_task_runs(&self) -> Result<Vec<TaskRun>> {
+                    let mut conn = self.conn().await?;
+                    let latest: Vec<Option<i64>> = task_runs::table
+                        .group_by(task_runs::task)
+                        .select(diesel::dsl::max(task_runs::id))
+                        .load(&mut *conn)
+                        .await
+                        .map_err(TxError::from)?;
+                    let ids: Vec<i64> = latest.into_iter().flatten().collect();
+                    let rows: Vec<RunRow> = task_runs::table
+                        .filter(task_runs::id.eq_any(&ids))
+                        .select(COLUMNS)
+                        .order(task_runs::task.asc())
+                        .load(&mut *conn)
+                        .await
+                        .map_err(TxError::from)?;
+                    rows.into_iter().map(into_run).collect()
+                }
+
+                async fn list_task_runs(
+                    &self,
+                    task: Option<&str>,
+                    page: PageRequest,
+                ) -> Result<Page<TaskRun>> {
+                    let mut conn = self.conn().await?;
+                    let mut query = task_runs::table
+                        .select(COLUMNS)
+                        .order(task_runs::id.desc())
+                        .limit(i64::from(page.size) + 1)
+                        .into_boxed();
+                    if let Some(task) = task {
+                        query = query.filter(task_runs::task.eq(task.to_owned()));
+                    }
+                    if let Some(after) = page.after {
+                        query = query.filter(task_runs::id.lt(after));
+                    }
+                    let mut rows: Vec<RunRow> =
+                        query.load(&mut *conn).await.map_err(TxError::from)?;
+                    let next_after = if rows.len() > page.size as usize {
+                        rows.truncate(page.size as usize);
+                        rows.last().map(|row| row.0)
+                    } else {
+                        None
+                    };
+                    let items = rows.into_iter().map(into_run).collect::<Result<_>>()?;
+                    Ok(Page { items, next_after })
+                }
+
+                async fn prune_task_runs(&self, before: Timestamp) -> Result<u64> {
+                    let mut conn = self.conn().await?;
+                    let deleted = diesel::delete(
+                        task_runs::table.filter(task_runs::started_at.lt(before.as_micros())),
+                    )
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(TxError::from)?;
+                    Ok(deleted as u64)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_task_run_store;
