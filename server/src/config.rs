@@ -35,6 +35,8 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run a no-op worker against a server (for trying queues, load and crash tests).
+    Worker(crate::tools::worker::WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]

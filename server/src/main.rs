@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             Command::Keys(KeysCommand::Create { role }) => {
                 retryd::app::create_key(config, role_of(role)).await
             }
+            Command::Worker(args) => retryd::tools::worker::run(args).await,
         }
     });
     match outcome {

@@ -129,3 +129,4 @@ impl Drop for TestDb {
 }
 
 pub mod server;
+pub mod workers;

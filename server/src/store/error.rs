@@ -41,9 +41,7 @@ pub fn db_error(err: DieselError) -> Error {
         DieselError::DatabaseError(_, info) if is_sqlite_busy(info.message()) => {
             Error::Unavailable(format!("database is busy: {}", info.message()))
         }
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
-            if info.message().contains("connection") =>
-        {
+        DieselError::DatabaseError(_, info) if is_transient(info.message()) => {
             Error::Unavailable(err.to_string())
         }
         _ => Error::Internal(err.to_string()),
@@ -58,6 +56,23 @@ pub fn is_unique_violation(err: &TxError) -> bool {
             _
         ))
     )
+}
+
+/// Messages of a database that is restarting, shutting down or out of reach: the call may succeed
+/// later, so it is UNAVAILABLE rather than INTERNAL. (diesel does not pass on SQLSTATE codes.)
+fn is_transient(message: &str) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "connection",
+        "the database system is",
+        "shutting down",
+        "administrator command",
+        "recovery mode",
+        "timed out",
+        "broken pipe",
+        "unexpected eof",
+    ];
+    let message = message.to_lowercase();
+    TRANSIENT.iter().any(|pattern| message.contains(pattern))
 }
 
 fn is_sqlite_busy(message: &str) -> bool {

@@ -1,0 +1,3 @@
+//! Tools that talk to a running server as a client would, through the generated Rust client.
+
+pub mod worker;
