@@ -37,6 +37,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Run a no-op worker against a server (for trying queues, load and crash tests).
     Worker(crate::tools::worker::WorkerArgs),
+    /// Measure a server: enqueue and processing throughput, enqueue-to-worker latency, memory.
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 retryd::app::create_key(config, role_of(role)).await
             }
             Command::Worker(args) => retryd::tools::worker::run(args).await,
+            Command::Bench(args) => retryd::tools::bench::run(args).await,
         }
     });
     match outcome {

@@ -955,3 +955,53 @@ pub async fn pruning_deletes_only_old_finished_jobs(store: Arc<dyn Store>) {
         "the pruned job's chunks went with it"
     );
 }
+
+pub async fn a_completion_batch_settles_each_item_on_its_own(store: Arc<dyn Store>) {
+    store.create_job(new_job("a", "q", 2), at(0)).await.unwrap();
+    store.create_job(new_job("b", "q", 1), at(0)).await.unwrap();
+    let leased = store
+        .claim_chunks(&claim("q", 3, "t"), at(0))
+        .await
+        .unwrap();
+    let mut stale = completion(&leased[1]);
+    stale.lease_token = "other".into();
+    let unknown = Completion {
+        chunk_id: 987_654,
+        lease_token: "t".into(),
+        result: vec![],
+    };
+    let batch = vec![
+        completion(&leased[0]),
+        stale,
+        unknown,
+        completion(&leased[2]),
+    ];
+    let results = store.complete_chunks(batch, at(1)).await.unwrap();
+    assert_eq!(results[0].as_ref().unwrap().job_id, "a");
+    assert!(matches!(results[1], Err(Error::FailedPrecondition(_))));
+    assert!(matches!(results[2], Err(Error::NotFound { .. })));
+    assert_eq!(
+        results[3].as_ref().unwrap().job_status,
+        JobStatus::Completed,
+        "b's only chunk"
+    );
+    let a = store.get_job("a").await.unwrap();
+    assert_eq!((a.completed_chunks, a.status), (1, JobStatus::Processing));
+    let info = store
+        .list_chunks(
+            "a",
+            None,
+            PageRequest {
+                size: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.items[0].result.as_deref(), Some(&b"done"[..]));
+    assert_eq!(
+        info.items[1].status,
+        ChunkStatus::Processing,
+        "the stale completion changed nothing"
+    );
+}

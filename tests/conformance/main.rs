@@ -38,6 +38,7 @@ conformance!(
     concurrent_claimers_never_get_the_same_chunk,
     stale_lease_tokens_change_nothing,
     a_repeated_completion_is_harmless,
+    a_completion_batch_settles_each_item_on_its_own,
     retryable_failures_back_off_until_attempts_run_out,
     non_retryable_failure_fails_at_once,
     a_failed_chunk_does_not_block_the_others,

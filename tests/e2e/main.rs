@@ -29,6 +29,8 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod batches;
+mod bench;
 mod protocol;
 mod wakeups;
 mod workers;

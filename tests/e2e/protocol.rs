@@ -226,6 +226,7 @@ async fn sigterm_ends_streams_and_the_process_cleanly() {
         queue: String::new(),
         worker_id: "w".into(),
         lease_seconds: 0,
+        batch: false,
     };
     requests
         .send(WorkRequest {

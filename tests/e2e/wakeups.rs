@@ -42,6 +42,7 @@ pub async fn new_work_wakes_waiting_claimers_and_streams(engine: Engine) {
         queue: "pushed".into(),
         worker_id: "s".into(),
         lease_seconds: 0,
+        batch: false,
     };
     requests
         .send(WorkRequest {

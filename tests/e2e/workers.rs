@@ -156,6 +156,7 @@ async fn work_stream(channel: Channel, worker_id: String, tally: Shared) {
             queue: QUEUE.into(),
             worker_id,
             lease_seconds: 60,
+            batch: false,
         })))
         .await
         .unwrap();
@@ -204,6 +205,7 @@ async fn work_stream(channel: Channel, worker_id: String, tally: Shared) {
                     .await
                     .unwrap();
             }
+            other => panic!("a stream that did not ask for batches got {other:?}"),
         }
     }
 }

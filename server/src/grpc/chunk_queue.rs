@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::generated::chunk_queue_server::ChunkQueue;
 use super::{authorize, convert, error::status, work};
 use crate::core::auth::Permission;
-use crate::core::chunks::JobProgress;
+use crate::core::chunks::{ChunkSettled, JobProgress};
+use crate::core::Error;
 use crate::events::EVERY_JOB;
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::{ChunkQueueService, ClaimInput};
@@ -173,6 +174,47 @@ impl ChunkQueue for ChunkQueueApi {
         }))
     }
 
+    async fn complete_chunks(
+        &self,
+        request: Request<pb::CompleteChunksRequest>,
+    ) -> Result<Response<pb::CompleteChunksResponse>, Status> {
+        authorize(&self.auth, &request, Permission::Work).await?;
+        let requested = request.into_inner().completions;
+        let limit = self.service.limits().max_claim_batch as usize;
+        if requested.len() > limit {
+            return Err(status(Error::too_large(
+                "completions",
+                format!("{} completions, at most {limit} per call", requested.len()),
+            )));
+        }
+        // Each completion gets its own outcome: bad ones are refused, the rest are settled
+        // together in one transaction.
+        let mut outcomes: Vec<Option<pb::ChunkOutcome>> = Vec::with_capacity(requested.len());
+        let mut valid = Vec::new();
+        for (index, complete) in requested.into_iter().enumerate() {
+            let chunk_id = complete.chunk_id;
+            match self
+                .service
+                .completion(chunk_id, complete.lease_token, complete.result)
+            {
+                Ok(completion) => {
+                    valid.push((index, completion));
+                    outcomes.push(None);
+                }
+                Err(err) => outcomes.push(Some(chunk_outcome(chunk_id, Err(err)))),
+            }
+        }
+        let (indices, completions): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
+        let chunk_ids: Vec<i64> = completions.iter().map(|c| c.chunk_id).collect();
+        let results = self.service.complete(completions).await.map_err(status)?;
+        for ((index, chunk_id), result) in indices.into_iter().zip(chunk_ids).zip(results) {
+            outcomes[index] = Some(chunk_outcome(chunk_id, result));
+        }
+        Ok(Response::new(pb::CompleteChunksResponse {
+            outcomes: outcomes.into_iter().flatten().collect(),
+        }))
+    }
+
     async fn fail_chunk(
         &self,
         request: Request<pb::FailChunkRequest>,
@@ -299,6 +341,26 @@ impl ChunkQueue for ChunkQueueApi {
             recovered: outcome.recovered,
             failed: outcome.failed,
         }))
+    }
+}
+
+fn chunk_outcome(chunk_id: i64, result: Result<ChunkSettled, Error>) -> pb::ChunkOutcome {
+    match result {
+        Ok(settled) => pb::ChunkOutcome {
+            chunk_id,
+            code: 0,
+            message: String::new(),
+            job_status: convert::job_status(settled.job_status).into(),
+        },
+        Err(err) => {
+            let status = status(err);
+            pb::ChunkOutcome {
+                chunk_id,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                job_status: 0,
+            }
+        }
     }
 }
 

@@ -32,8 +32,8 @@ pub async fn serve(
     outbound: Outbound,
     shutdown: watch::Receiver<bool>,
 ) {
-    let spec = match first_message(&service, &mut inbound).await {
-        Ok(spec) => spec,
+    let (spec, batch) = match first_message(&service, &mut inbound).await {
+        Ok(opening) => opening,
         Err(End::Fail(status)) => {
             let _ = outbound.send(Err(status)).await;
             return;
@@ -45,9 +45,11 @@ pub async fn serve(
     let mut worker = Worker {
         service: Arc::clone(&service),
         spec,
+        batch,
         stream_prefix,
         claims: 0,
         credits: 0,
+        acks: Vec::new(),
         outbound,
     };
     let end = worker.run(&mut inbound, shutdown).await;
@@ -59,15 +61,17 @@ pub async fn serve(
     }
 }
 
+/// The stream's claim settings, and whether it wants batched messages.
 async fn first_message(
     service: &ChunkQueueService,
     inbound: &mut Streaming<pb::WorkRequest>,
-) -> Result<ClaimSpec, End> {
+) -> Result<(ClaimSpec, bool), End> {
     match inbound.next().await {
         Some(Ok(pb::WorkRequest {
             kind: Some(Kind::Start(start)),
         })) => service
             .claim_spec(start.queue, start.worker_id, start.lease_seconds)
+            .map(|spec| (spec, start.batch))
             .map_err(|err| End::Fail(status(err))),
         Some(Ok(_)) => Err(End::Fail(Status::invalid_argument(
             "invalid kind: the first message of a Work stream must be `start`",
@@ -79,9 +83,13 @@ async fn first_message(
 struct Worker {
     service: Arc<ChunkQueueService>,
     spec: ClaimSpec,
+    /// Chunks and acknowledgements go out in batches.
+    batch: bool,
     stream_prefix: String,
     claims: u64,
     credits: u32,
+    /// Acknowledgements not sent yet: flushed after each round of messages.
+    acks: Vec<pb::WorkAck>,
     outbound: Outbound,
 }
 
@@ -135,6 +143,14 @@ impl Worker {
             .await
             .map_err(|err| End::Fail(status(err)))?;
         self.credits -= chunks.len() as u32;
+        if self.batch {
+            if !chunks.is_empty() {
+                let chunks = chunks.into_iter().map(convert::leased_chunk).collect();
+                self.send(pb::work_response::Kind::Chunks(pb::LeasedChunks { chunks }))
+                    .await?;
+            }
+            return Ok(());
+        }
         for chunk in chunks {
             self.send(pb::work_response::Kind::Chunk(convert::leased_chunk(chunk)))
                 .await?;
@@ -158,17 +174,10 @@ impl Worker {
                     let cap = self.service.limits().max_claim_batch;
                     self.credits = self.credits.saturating_add(credit.count).min(cap);
                 }
-                Some(Kind::Complete(complete)) => {
-                    let chunk_id = complete.chunk_id;
-                    match self
-                        .service
-                        .completion(chunk_id, complete.lease_token, complete.result)
-                    {
-                        Ok(completion) => completions.push(completion),
-                        Err(err) => {
-                            self.ack(chunk_id, pb::WorkAckKind::Complete, Err(err), None)
-                                .await?
-                        }
+                Some(Kind::Complete(complete)) => self.take_completion(complete, &mut completions),
+                Some(Kind::CompleteBatch(batch)) => {
+                    for complete in batch.completions {
+                        self.take_completion(complete, &mut completions);
                     }
                 }
                 Some(Kind::Fail(fail)) => {
@@ -182,8 +191,7 @@ impl Worker {
                         )
                         .await
                         .map(|_| ());
-                    self.ack(fail.chunk_id, pb::WorkAckKind::Fail, outcome, None)
-                        .await?;
+                    self.ack(fail.chunk_id, pb::WorkAckKind::Fail, outcome, None);
                 }
                 Some(Kind::Heartbeat(extend)) => {
                     let outcome = self
@@ -196,8 +204,7 @@ impl Worker {
                         pb::WorkAckKind::Heartbeat,
                         outcome.map(|_| ()),
                         expires_at,
-                    )
-                    .await?;
+                    );
                 }
                 Some(Kind::Start(_)) => {
                     return Err(End::Fail(Status::invalid_argument(
@@ -219,7 +226,24 @@ impl Worker {
                 }
             }
         }
-        self.settle(completions).await
+        self.settle(completions).await?;
+        self.flush_acks().await
+    }
+
+    /// Validates a completion into the batch being gathered, or acknowledges why not.
+    fn take_completion(
+        &mut self,
+        complete: pb::CompleteChunkRequest,
+        completions: &mut Vec<Completion>,
+    ) {
+        let chunk_id = complete.chunk_id;
+        match self
+            .service
+            .completion(chunk_id, complete.lease_token, complete.result)
+        {
+            Ok(completion) => completions.push(completion),
+            Err(err) => self.ack(chunk_id, pb::WorkAckKind::Complete, Err(err), None),
+        }
     }
 
     async fn settle(&mut self, completions: Vec<Completion>) -> Result<(), End> {
@@ -235,19 +259,19 @@ impl Worker {
                 pb::WorkAckKind::Complete,
                 result.map(|_| ()),
                 None,
-            )
-            .await?;
+            );
         }
         Ok(())
     }
 
-    async fn ack(
-        &self,
+    /// Queues an acknowledgement; `flush_acks` sends what is queued.
+    fn ack(
+        &mut self,
         chunk_id: i64,
         kind: pb::WorkAckKind,
         outcome: Result<(), Error>,
         lease_expires_at: Option<crate::core::Timestamp>,
-    ) -> Result<(), End> {
+    ) {
         let (code, message) = match outcome {
             Ok(()) => (Code::Ok, String::new()),
             Err(err) => {
@@ -255,14 +279,29 @@ impl Worker {
                 (status.code(), status.message().to_owned())
             }
         };
-        self.send(pb::work_response::Kind::Ack(pb::WorkAck {
+        self.acks.push(pb::WorkAck {
             chunk_id,
             kind: kind.into(),
             code: code as i32,
             message,
             lease_expires_at: lease_expires_at.map(convert::timestamp),
-        }))
-        .await
+        });
+    }
+
+    async fn flush_acks(&mut self) -> Result<(), End> {
+        if self.acks.is_empty() {
+            return Ok(());
+        }
+        let acks = std::mem::take(&mut self.acks);
+        if self.batch {
+            return self
+                .send(pb::work_response::Kind::Acks(pb::WorkAcks { acks }))
+                .await;
+        }
+        for ack in acks {
+            self.send(pb::work_response::Kind::Ack(ack)).await?;
+        }
+        Ok(())
     }
 
     async fn send(&self, kind: pb::work_response::Kind) -> Result<(), End> {

@@ -1,8 +1,9 @@
 //! ChunkQueue's queries, written once for both engines.
 //!
 //! `impl_chunk_store!` expands the same query code against each engine's connection type; an
-//! engine supplies only what differs: how a write transaction begins (`$tx`), the claim
-//! statement (`claim_statement`) and how many chunk rows one INSERT carries (`insert_chunks`). Writes that check and then change a row re-check their guard in
+//! engine supplies only what differs: how a write transaction begins (`$tx`), and the three hot
+//! statements, each as few round trips as the engine allows: inserting a job's chunks
+//! (`insert_chunks`), claiming (`claim`) and completing a batch (`complete_leased`). Writes that check and then change a row re-check their guard in
 //! the UPDATE itself, so they stay correct under Postgres' READ COMMITTED as well as under
 //! SQLite's serialized writers.
 
@@ -212,24 +213,7 @@ macro_rules! impl_chunk_store {
                                 .values(NewJobRow::new(&job, now))
                                 .execute(conn)
                                 .await?;
-                            let rows: Vec<NewChunkRow<'_>> = job
-                                .payloads
-                                .iter()
-                                .enumerate()
-                                .map(|(index, payload)| NewChunkRow {
-                                    job_id: &job.job_id,
-                                    chunk_index: index as i32,
-                                    queue: &job.queue,
-                                    priority: job.priority,
-                                    status: PENDING,
-                                    payload,
-                                    attempts: 0,
-                                    max_attempts: to_i32(job.max_attempts),
-                                    run_at: now.as_micros(),
-                                    created_at: now.as_micros(),
-                                })
-                                .collect();
-                            Self::insert_chunks(conn, &rows).await?;
+                            Self::insert_chunks(conn, &job, now).await?;
                             Ok(None)
                         })
                         .await;
@@ -323,25 +307,7 @@ macro_rules! impl_chunk_store {
                     let mut conn = self.conn().await?;
                     let mut rows: Vec<ClaimedRow> = conn
                         .$tx(async |conn| {
-                            let rows: Vec<ClaimedRow> = Self::claim_statement(claim, now, expires_at)
-                                .load(conn)
-                                .await?;
-                            let mut job_ids: Vec<&str> = rows.iter().map(|row| row.job_id.as_str()).collect();
-                            job_ids.sort_unstable();
-                            job_ids.dedup();
-                            if !job_ids.is_empty() {
-                                diesel::update(
-                                    jobs::table
-                                        .filter(jobs::job_id.eq_any(&job_ids))
-                                        .filter(jobs::status.eq(JobStatus::Pending.as_str())),
-                                )
-                                .set((
-                                    jobs::status.eq(JobStatus::Processing.as_str()),
-                                    jobs::updated_at.eq(now.as_micros()),
-                                ))
-                                .execute(conn)
-                                .await?;
-                            }
+                            let rows = Self::claim(conn, claim, now, expires_at).await?;
                             Ok::<_, TxError>(rows)
                         })
                         .await?;
@@ -361,29 +327,23 @@ macro_rules! impl_chunk_store {
                             // Per completion: the (job, queue) it settled, or why not.
                             let mut outcomes: Vec<Result<(String, String)>> = Vec::with_capacity(completions.len());
                             let mut newly_completed: Vec<String> = Vec::new();
+                            // One statement for the whole batch where the engine can; what it did
+                            // not settle is looked at one by one.
+                            let settled: std::collections::HashMap<i64, (String, String)> =
+                                Self::complete_leased(conn, &completions, now)
+                                    .await?
+                                    .into_iter()
+                                    .map(|(id, job_id, queue)| (id, (job_id, queue)))
+                                    .collect();
+                            let mut counted = std::collections::HashSet::new();
                             for completion in &completions {
-                                let settled: Option<(String, String)> = diesel::update(
-                                    chunks::table
-                                        .filter(chunks::id.eq(completion.chunk_id))
-                                        .filter(chunks::lease_token.eq(&completion.lease_token))
-                                        .filter(chunks::status.eq(PROCESSING)),
-                                )
-                                .set((
-                                    chunks::status.eq(ChunkStatus::Completed.as_str()),
-                                    chunks::result.eq(Some(&completion.result)),
-                                    chunks::completed_at.eq(Some(now.as_micros())),
-                                    chunks::lease_expires_at.eq(None::<i64>),
-                                ))
-                                .returning((chunks::job_id, chunks::queue))
-                                .get_result(conn)
-                                .await
-                                .optional()?;
-                                match settled {
-                                    Some(settled) => {
+                                match settled.get(&completion.chunk_id) {
+                                    // A chunk listed twice in one batch is settled (and counted) once.
+                                    Some(settled) if counted.insert(completion.chunk_id) => {
                                         newly_completed.push(settled.0.clone());
-                                        outcomes.push(Ok(settled));
+                                        outcomes.push(Ok(settled.clone()));
                                     }
-                                    None => outcomes.push(Self::repeated_completion(conn, completion).await?),
+                                    _ => outcomes.push(Self::repeated_completion(conn, completion).await?),
                                 }
                             }
                             let mut job_statuses = BTreeMap::new();

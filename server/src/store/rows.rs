@@ -141,6 +141,15 @@ impl ClaimedRow {
     }
 }
 
+/// A chunk a batch completion settled.
+#[derive(Debug, QueryableByName)]
+#[diesel(table_name = chunks)]
+pub struct SettledRow {
+    pub id: i64,
+    pub job_id: String,
+    pub queue: String,
+}
+
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = chunks)]
 pub struct ChunkRow {

@@ -112,6 +112,7 @@ async fn work_stream(channel: Channel, args: &WorkerArgs, worker_id: &str) -> Re
         queue: args.queue.clone(),
         worker_id: worker_id.to_owned(),
         lease_seconds: args.lease_seconds,
+        batch: false,
     };
     let _ = requests.send(send(Outgoing::Start(start))).await;
     let credit = WorkCredit {
@@ -150,7 +151,8 @@ async fn work_stream(channel: Channel, args: &WorkerArgs, worker_id: &str) -> Re
                     .send(send(Outgoing::Credit(WorkCredit { count: 1 })))
                     .await;
             }
-            None => {}
+            // Batches only come to streams that asked for them.
+            _ => {}
         }
     }
     Err(Status::unavailable("the server ended the stream"))

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use diesel::pg::Pg;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Binary, Integer, Text};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -15,11 +13,10 @@ use futures_util::FutureExt;
 use super::chunk_queue::impl_chunk_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
-use super::rows::NewChunkRow;
-use super::schema::chunks;
+use super::rows::{to_i32, ClaimedRow, SettledRow};
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings};
-use crate::core::chunks::ClaimRequest;
+use crate::core::chunks::{ClaimRequest, Completion, NewJob};
 use crate::core::{Result, Timestamp};
 
 mod leader;
@@ -81,46 +78,93 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Many rows per INSERT: one round trip per thousand chunks, well under Postgres' limit of
-    /// 65,535 bind parameters.
+    /// All of a job's chunks in one statement: the payloads travel as one array.
     async fn insert_chunks(
         conn: &mut AsyncPgConnection,
-        rows: &[NewChunkRow<'_>],
+        job: &NewJob,
+        now: Timestamp,
     ) -> diesel::QueryResult<()> {
-        for batch in rows.chunks(1_000) {
-            diesel::insert_into(chunks::table)
-                .values(batch)
-                .execute(conn)
-                .await?;
-        }
+        diesel::sql_query(
+            "INSERT INTO chunks (job_id, chunk_index, queue, priority, status, payload, attempts, \
+               max_attempts, run_at, created_at) \
+             SELECT $1, (t.ordinality - 1)::int, $2, $3, 'pending', t.payload, 0, $4, $5, $5 \
+             FROM unnest($6::bytea[]) WITH ORDINALITY AS t(payload, ordinality)",
+        )
+        .bind::<Text, _>(&job.job_id)
+        .bind::<Text, _>(&job.queue)
+        .bind::<Integer, _>(job.priority)
+        .bind::<Integer, _>(to_i32(job.max_attempts))
+        .bind::<BigInt, _>(now.as_micros())
+        .bind::<Array<Binary>, _>(&job.payloads)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
-    fn claim_statement(
+    /// Picks, leases and marks the jobs started in one statement; `SKIP LOCKED` lets concurrent
+    /// claimers pass each other's rows instead of waiting.
+    async fn claim(
+        conn: &mut AsyncPgConnection,
         claim: &ClaimRequest,
         now: Timestamp,
         expires_at: Timestamp,
-    ) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    ) -> diesel::QueryResult<Vec<ClaimedRow>> {
         diesel::sql_query(
             "WITH picked AS ( \
                SELECT id FROM chunks \
                WHERE queue = $1 AND status = 'pending' AND run_at <= $2 \
                ORDER BY priority DESC, id \
                LIMIT $3 \
-               FOR UPDATE SKIP LOCKED) \
-             UPDATE chunks SET status = 'processing', attempts = chunks.attempts + 1, \
-               lease_token = $4, lease_expires_at = $5, worker_id = $6, started_at = $2 \
-             FROM picked WHERE chunks.id = picked.id \
-             RETURNING chunks.id, chunks.job_id, chunks.chunk_index, chunks.priority, \
-               chunks.payload, chunks.attempts, chunks.max_attempts, chunks.lease_expires_at",
+               FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE chunks SET status = 'processing', attempts = chunks.attempts + 1, \
+                 lease_token = $4, lease_expires_at = $5, worker_id = $6, started_at = $2 \
+               FROM picked WHERE chunks.id = picked.id \
+               RETURNING chunks.id, chunks.job_id, chunks.chunk_index, chunks.priority, \
+                 chunks.payload, chunks.attempts, chunks.max_attempts, chunks.lease_expires_at), \
+             started AS ( \
+               UPDATE jobs SET status = 'processing', updated_at = $2 \
+               WHERE status = 'pending' AND job_id IN (SELECT job_id FROM claimed)) \
+             SELECT * FROM claimed",
         )
-        .into_boxed()
-        .bind::<Text, _>(claim.queue.clone())
+        .bind::<Text, _>(&claim.queue)
         .bind::<BigInt, _>(now.as_micros())
         .bind::<BigInt, _>(i64::from(claim.max_chunks))
-        .bind::<Text, _>(claim.lease_token.clone())
+        .bind::<Text, _>(&claim.lease_token)
         .bind::<BigInt, _>(expires_at.as_micros())
-        .bind::<Text, _>(claim.worker_id.clone())
+        .bind::<Text, _>(&claim.worker_id)
+        .load(conn)
+        .await
+    }
+
+    /// Completes every chunk of the batch whose lease is current, in one statement; returns
+    /// (chunk, job, queue) of those it completed.
+    async fn complete_leased(
+        conn: &mut AsyncPgConnection,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> diesel::QueryResult<Vec<(i64, String, String)>> {
+        let ids: Vec<i64> = completions.iter().map(|c| c.chunk_id).collect();
+        let tokens: Vec<&str> = completions.iter().map(|c| c.lease_token.as_str()).collect();
+        let results: Vec<&[u8]> = completions.iter().map(|c| c.result.as_slice()).collect();
+        let rows: Vec<SettledRow> = diesel::sql_query(
+            "UPDATE chunks SET status = 'completed', result = v.result, completed_at = $4, \
+               lease_expires_at = NULL \
+             FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS v(id, token, result) \
+             WHERE chunks.id = v.id AND chunks.lease_token = v.token \
+               AND chunks.status = 'processing' \
+             RETURNING chunks.id, chunks.job_id, chunks.queue",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Text>, _>(&tokens)
+        .bind::<Array<Binary>, _>(&results)
+        .bind::<BigInt, _>(now.as_micros())
+        .load(conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.id, row.job_id, row.queue))
+            .collect())
     }
 }
 

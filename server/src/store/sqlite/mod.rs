@@ -5,25 +5,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
-use diesel::sqlite::Sqlite;
-use diesel::SqliteConnection;
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use futures_util::FutureExt;
 
 use super::chunk_queue::impl_chunk_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
-use super::rows::NewChunkRow;
-use super::schema::chunks;
+use super::rows::{to_i32, ClaimedRow, NewChunkRow};
+use super::schema::{chunks, jobs};
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings, SoleLeader};
-use crate::core::chunks::ClaimRequest;
+use crate::core::chunks::{ClaimRequest, Completion, NewJob};
 use crate::core::{Error, Result, Timestamp};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -79,47 +77,123 @@ impl SqliteStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// One row per INSERT: diesel cannot batch SQLite inserts over an async connection, and an
-    /// in-process database pays no round trip per statement.
-    async fn insert_chunks(
-        conn: &mut SqliteConn,
-        rows: &[NewChunkRow<'_>],
-    ) -> diesel::QueryResult<()> {
-        for row in rows {
+    // The hot statements run on the connection's blocking thread in one go: a SyncConnection
+    // hop per statement would cost more than SQLite itself.
+
+    async fn insert_chunks(conn: &mut SqliteConn, job: &NewJob, now: Timestamp) -> QueryResult<()> {
+        // Sync diesel on the blocking thread (the async trait is not in scope here).
+        use diesel::RunQueryDsl;
+        let job = job.clone();
+        conn.spawn_blocking(move |conn| {
+            let rows: Vec<NewChunkRow<'_>> = job
+                .payloads
+                .iter()
+                .enumerate()
+                .map(|(index, payload)| NewChunkRow {
+                    job_id: &job.job_id,
+                    chunk_index: index as i32,
+                    queue: &job.queue,
+                    priority: job.priority,
+                    status: "pending",
+                    payload,
+                    attempts: 0,
+                    max_attempts: to_i32(job.max_attempts),
+                    run_at: now.as_micros(),
+                    created_at: now.as_micros(),
+                })
+                .collect();
             diesel::insert_into(chunks::table)
-                .values(row)
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
+                .values(&rows)
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
     }
 
-    fn claim_statement(
+    async fn claim(
+        conn: &mut SqliteConn,
         claim: &ClaimRequest,
         now: Timestamp,
         expires_at: Timestamp,
-    ) -> BoxedSqlQuery<'static, Sqlite, SqlQuery> {
-        // Writers are serialized by BEGIN IMMEDIATE, so the subquery's pick cannot be taken by
-        // another claimer before the UPDATE.
-        diesel::sql_query(
-            "UPDATE chunks SET status = 'processing', attempts = attempts + 1, \
-               lease_token = ?, lease_expires_at = ?, worker_id = ?, started_at = ? \
-             WHERE id IN ( \
-               SELECT id FROM chunks \
-               WHERE queue = ? AND status = 'pending' AND run_at <= ? \
-               ORDER BY priority DESC, id \
-               LIMIT ?) \
-             RETURNING id, job_id, chunk_index, priority, payload, attempts, max_attempts, \
-               lease_expires_at",
-        )
-        .into_boxed()
-        .bind::<Text, _>(claim.lease_token.clone())
-        .bind::<BigInt, _>(expires_at.as_micros())
-        .bind::<Text, _>(claim.worker_id.clone())
-        .bind::<BigInt, _>(now.as_micros())
-        .bind::<Text, _>(claim.queue.clone())
-        .bind::<BigInt, _>(now.as_micros())
-        .bind::<BigInt, _>(i64::from(claim.max_chunks))
+    ) -> QueryResult<Vec<ClaimedRow>> {
+        // Sync diesel on the blocking thread (the async trait is not in scope here).
+        use diesel::RunQueryDsl;
+        let claim = claim.clone();
+        conn.spawn_blocking(move |conn| {
+            // Writers are serialized by BEGIN IMMEDIATE, so the subquery's pick cannot be taken
+            // by another claimer before the UPDATE.
+            let rows: Vec<ClaimedRow> = diesel::sql_query(
+                "UPDATE chunks SET status = 'processing', attempts = attempts + 1, \
+                   lease_token = ?, lease_expires_at = ?, worker_id = ?, started_at = ? \
+                 WHERE id IN ( \
+                   SELECT id FROM chunks \
+                   WHERE queue = ? AND status = 'pending' AND run_at <= ? \
+                   ORDER BY priority DESC, id \
+                   LIMIT ?) \
+                 RETURNING id, job_id, chunk_index, priority, payload, attempts, max_attempts, \
+                   lease_expires_at",
+            )
+            .bind::<Text, _>(&claim.lease_token)
+            .bind::<BigInt, _>(expires_at.as_micros())
+            .bind::<Text, _>(&claim.worker_id)
+            .bind::<BigInt, _>(now.as_micros())
+            .bind::<Text, _>(&claim.queue)
+            .bind::<BigInt, _>(now.as_micros())
+            .bind::<BigInt, _>(i64::from(claim.max_chunks))
+            .load(conn)?;
+            let mut job_ids: Vec<&str> = rows.iter().map(|row| row.job_id.as_str()).collect();
+            job_ids.sort_unstable();
+            job_ids.dedup();
+            if !job_ids.is_empty() {
+                diesel::update(
+                    jobs::table
+                        .filter(jobs::job_id.eq_any(&job_ids))
+                        .filter(jobs::status.eq("pending")),
+                )
+                .set((
+                    jobs::status.eq("processing"),
+                    jobs::updated_at.eq(now.as_micros()),
+                ))
+                .execute(conn)?;
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn complete_leased(
+        conn: &mut SqliteConn,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> QueryResult<Vec<(i64, String, String)>> {
+        // Sync diesel on the blocking thread (the async trait is not in scope here).
+        use diesel::RunQueryDsl;
+        let completions = completions.to_vec();
+        conn.spawn_blocking(move |conn| {
+            let mut settled = Vec::with_capacity(completions.len());
+            for completion in &completions {
+                let row: Option<(String, String)> = diesel::update(
+                    chunks::table
+                        .filter(chunks::id.eq(completion.chunk_id))
+                        .filter(chunks::lease_token.eq(&completion.lease_token))
+                        .filter(chunks::status.eq("processing")),
+                )
+                .set((
+                    chunks::status.eq("completed"),
+                    chunks::result.eq(Some(&completion.result)),
+                    chunks::completed_at.eq(Some(now.as_micros())),
+                    chunks::lease_expires_at.eq(None::<i64>),
+                ))
+                .returning((chunks::job_id, chunks::queue))
+                .get_result(conn)
+                .optional()?;
+                if let Some((job_id, queue)) = row {
+                    settled.push((completion.chunk_id, job_id, queue));
+                }
+            }
+            Ok(settled)
+        })
+        .await
     }
 }
 

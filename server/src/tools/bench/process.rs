@@ -1,0 +1,316 @@
+//! Processing throughput: a backlog of no-op chunks worked by Work streams or ClaimChunks
+//! pollers, from the first chunk handed out to the last completion acknowledged. Every run
+//! checks that each chunk was completed exactly once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use retryd_client::tonic::transport::Channel;
+use retryd_client::v1::work_request::Kind as Outgoing;
+use retryd_client::v1::work_response::Kind as Incoming;
+use retryd_client::v1::*;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::enqueue::create;
+use super::report::BenchResult;
+use super::{authorized, rate, BenchArgs, Client};
+
+/// What the workers of one run saw, shared between them.
+#[derive(Default)]
+struct Tally {
+    first_chunk: Option<Instant>,
+    last_completion: Option<Instant>,
+    completed: Vec<i64>,
+}
+
+struct Run {
+    tally: Mutex<Tally>,
+    target: usize,
+    done: Notify,
+}
+
+impl Run {
+    fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self {
+            tally: Mutex::default(),
+            target,
+            done: Notify::new(),
+        })
+    }
+
+    fn chunks_arrived(&self) {
+        let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        tally.first_chunk.get_or_insert_with(Instant::now);
+    }
+
+    fn completed(&self, chunk_ids: impl IntoIterator<Item = i64>) {
+        let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        tally.completed.extend(chunk_ids);
+        tally.last_completion = Some(Instant::now());
+        if tally.completed.len() >= self.target {
+            self.done.notify_one();
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .completed
+            .len()
+            >= self.target
+    }
+
+    /// Chunks per second, and whether every chunk was completed exactly once.
+    fn outcome(&self) -> (f64, bool) {
+        let tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let unique: HashSet<i64> = tally.completed.iter().copied().collect();
+        let exactly_once = tally.completed.len() == self.target && unique.len() == self.target;
+        let elapsed = match (tally.first_chunk, tally.last_completion) {
+            (Some(first), Some(last)) => last.duration_since(first),
+            _ => Duration::ZERO,
+        };
+        (rate(tally.completed.len(), elapsed), exactly_once)
+    }
+}
+
+/// The jobs' own counts agree: every chunk completed, none failed.
+async fn jobs_complete(channel: &Channel, args: &BenchArgs, job_ids: &[String]) -> bool {
+    let mut client = Client::new(channel.clone());
+    for job_id in job_ids {
+        let request = authorized(
+            GetJobProgressRequest {
+                job_id: job_id.clone(),
+            },
+            args,
+        );
+        match client.get_job_progress(request).await {
+            Ok(progress) => {
+                let progress = progress.into_inner();
+                if progress.completed != progress.total || progress.failed != 0 {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+async fn wait_for(run: &Run) {
+    while !run.is_done() {
+        let _ = tokio::time::timeout(Duration::from_millis(100), run.done.notified()).await;
+    }
+}
+
+pub async fn run_streams(
+    channel: &Channel,
+    args: &BenchArgs,
+    queue: &str,
+) -> Result<Vec<BenchResult>, String> {
+    let job_ids = create(
+        channel,
+        args,
+        queue,
+        args.chunks,
+        args.create_batch,
+        args.enqueue_concurrency,
+    )
+    .await?;
+    let run = Run::new(args.chunks);
+    let workers: Vec<_> = (0..args.workers)
+        .map(|n| {
+            tokio::spawn(stream_worker(
+                channel.clone(),
+                args.clone(),
+                queue.to_owned(),
+                n,
+                Arc::clone(&run),
+            ))
+        })
+        .collect();
+    wait_for(&run).await;
+    for worker in &workers {
+        worker.abort();
+    }
+    let (chunks_per_second, exactly_once) = run.outcome();
+    let ok = exactly_once && jobs_complete(channel, args, &job_ids).await;
+    Ok(vec![BenchResult::throughput(
+        "process",
+        "proc_stream",
+        format!(
+            "{} Work streams, {} credits each, batched messages",
+            args.workers, args.credits
+        ),
+        args.chunks,
+        chunks_per_second,
+        ok,
+    )])
+}
+
+async fn stream_worker(
+    channel: Channel,
+    args: BenchArgs,
+    queue: String,
+    n: usize,
+    run: Arc<Run>,
+) -> Result<(), String> {
+    let mut client = Client::new(channel);
+    let (requests, outbox) = mpsc::channel::<WorkRequest>(64);
+    let send = |kind| WorkRequest { kind: Some(kind) };
+    let start = WorkStart {
+        queue,
+        worker_id: format!("bench-stream-{n}"),
+        lease_seconds: 0,
+        batch: true,
+    };
+    requests
+        .send(send(Outgoing::Start(start)))
+        .await
+        .map_err(|e| e.to_string())?;
+    requests
+        .send(send(Outgoing::Credit(WorkCredit {
+            count: args.credits,
+        })))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut responses = client
+        .work(authorized(ReceiverStream::new(outbox), &args))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    while let Some(response) = responses.message().await.map_err(|e| e.to_string())? {
+        match response.kind {
+            Some(Incoming::Chunks(batch)) => {
+                run.chunks_arrived();
+                let completions = batch
+                    .chunks
+                    .into_iter()
+                    .map(|chunk| CompleteChunkRequest {
+                        chunk_id: chunk.chunk_id,
+                        lease_token: chunk.lease_token,
+                        result: Vec::new(),
+                    })
+                    .collect();
+                let batch = CompleteChunksRequest { completions };
+                requests
+                    .send(send(Outgoing::CompleteBatch(batch)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(Incoming::Acks(batch)) => {
+                let count = batch.acks.len() as u32;
+                run.completed(
+                    batch
+                        .acks
+                        .into_iter()
+                        .filter(|ack| ack.code == 0)
+                        .map(|ack| ack.chunk_id),
+                );
+                requests
+                    .send(send(Outgoing::Credit(WorkCredit { count })))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_pollers(
+    channel: &Channel,
+    args: &BenchArgs,
+    queue: &str,
+) -> Result<Vec<BenchResult>, String> {
+    let job_ids = create(
+        channel,
+        args,
+        queue,
+        args.chunks,
+        args.create_batch,
+        args.enqueue_concurrency,
+    )
+    .await?;
+    let run = Run::new(args.chunks);
+    let workers: Vec<_> = (0..args.workers)
+        .map(|n| {
+            tokio::spawn(poller(
+                channel.clone(),
+                args.clone(),
+                queue.to_owned(),
+                n,
+                Arc::clone(&run),
+            ))
+        })
+        .collect();
+    wait_for(&run).await;
+    for worker in &workers {
+        worker.abort();
+    }
+    let (chunks_per_second, exactly_once) = run.outcome();
+    let ok = exactly_once && jobs_complete(channel, args, &job_ids).await;
+    Ok(vec![BenchResult::throughput(
+        "process",
+        "proc_poll",
+        format!(
+            "{} ClaimChunks pollers, {} per claim, CompleteChunks batches",
+            args.workers, args.claim_batch
+        ),
+        args.chunks,
+        chunks_per_second,
+        ok,
+    )])
+}
+
+async fn poller(
+    channel: Channel,
+    args: BenchArgs,
+    queue: String,
+    n: usize,
+    run: Arc<Run>,
+) -> Result<(), String> {
+    let mut client = Client::new(channel);
+    while !run.is_done() {
+        let claim = ClaimChunksRequest {
+            queue: queue.clone(),
+            worker_id: format!("bench-poller-{n}"),
+            max_chunks: args.claim_batch,
+            lease_seconds: 0,
+            wait_seconds: 1,
+        };
+        let chunks = client
+            .claim_chunks(authorized(claim, &args))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .chunks;
+        if chunks.is_empty() {
+            continue;
+        }
+        run.chunks_arrived();
+        let completions = chunks
+            .into_iter()
+            .map(|chunk| CompleteChunkRequest {
+                chunk_id: chunk.chunk_id,
+                lease_token: chunk.lease_token,
+                result: Vec::new(),
+            })
+            .collect();
+        let outcomes = client
+            .complete_chunks(authorized(CompleteChunksRequest { completions }, &args))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .outcomes;
+        run.completed(
+            outcomes
+                .into_iter()
+                .filter(|outcome| outcome.code == 0)
+                .map(|outcome| outcome.chunk_id),
+        );
+    }
+    Ok(())
+}
