@@ -203,11 +203,16 @@ pub async fn claims_skip_chunks_whose_backoff_has_not_ended(store: Arc<dyn Store
 }
 
 pub async fn concurrent_claimers_never_get_the_same_chunk(store: Arc<dyn Store>) {
+    // Many small jobs, so concurrent claims also race to mark the same new jobs started (a
+    // race that once deadlocked on Postgres).
     const CHUNKS: usize = 600;
-    store
-        .create_job(new_job("big", "q", CHUNKS), at(0))
-        .await
-        .unwrap();
+    for job in 0..60 {
+        let id = format!("job-{job}");
+        store
+            .create_job(new_job(&id, "q", CHUNKS / 60), at(0))
+            .await
+            .unwrap();
+    }
     let claimers: Vec<_> = (0..12)
         .map(|worker| {
             let store = Arc::clone(&store);
@@ -216,7 +221,7 @@ pub async fn concurrent_claimers_never_get_the_same_chunk(store: Arc<dyn Store>)
                 loop {
                     let token = format!("w{worker}-{}", mine.len());
                     let batch = store
-                        .claim_chunks(&claim("q", 7, &token), at(1))
+                        .claim_chunks(&claim("q", 25, &token), at(1))
                         .await
                         .unwrap();
                     if batch.is_empty() {

@@ -2,8 +2,8 @@
 //!
 //! `impl_chunk_store!` expands the same query code against each engine's connection type; an
 //! engine supplies only what differs: how a write transaction begins (`$tx`), and the three hot
-//! statements, each as few round trips as the engine allows: inserting a job's chunks
-//! (`insert_chunks`), claiming (`claim`) and completing a batch (`complete_leased`). Writes that check and then change a row re-check their guard in
+//! steps, each in as few round trips as the engine allows: inserting a job with its chunks
+//! (`insert_job`), claiming (`claim`) and completing a batch (`complete_leased`). Writes that check and then change a row re-check their guard in
 //! the UPDATE itself, so they stay correct under Postgres' READ COMMITTED as well as under
 //! SQLite's serialized writers.
 
@@ -26,7 +26,7 @@ macro_rules! impl_chunk_store {
             use $crate::core::chunks::*;
             use $crate::core::{Error, Result, Timestamp};
             use $crate::store::chunk_queue::RECOVERY_BATCH;
-            use $crate::store::error::{is_unique_violation, TxError};
+            use $crate::store::error::TxError;
             use $crate::store::rows::*;
             use $crate::store::schema::{chunks, jobs};
 
@@ -204,29 +204,13 @@ macro_rules! impl_chunk_store {
             impl $crate::store::ChunkStore for $store {
                 async fn create_job(&self, job: NewJob, now: Timestamp) -> Result<CreatedJob> {
                     let mut conn = self.conn().await?;
-                    let outcome = conn
-                        .$tx(async |conn| {
-                            if let Some(existing) = Self::find_job_row(conn, &job.job_id).await? {
-                                return Ok::<_, TxError>(Some(existing));
-                            }
-                            diesel::insert_into(jobs::table)
-                                .values(NewJobRow::new(&job, now))
-                                .execute(conn)
-                                .await?;
-                            Self::insert_chunks(conn, &job, now).await?;
-                            Ok(None)
-                        })
-                        .await;
-                    match outcome {
-                        Ok(None) => Ok(CreatedJob { job: job_from_new(&job, now), created: true }),
-                        Ok(Some(existing)) => same_content(existing, &job),
-                        // Another call created the same id between our check and insert.
-                        Err(err) if is_unique_violation(&err) => {
-                            let existing = Self::job_row(&mut conn, &job.job_id).await?;
-                            same_content(existing, &job)
-                        }
-                        Err(err) => Err(err.into()),
+                    // The engine inserts the job and its chunks atomically, or nothing when the
+                    // id is taken (also by a concurrent call).
+                    if Self::insert_job(&mut conn, &job, now).await.map_err(TxError::from)? {
+                        return Ok(CreatedJob { job: job_from_new(&job, now), created: true });
                     }
+                    let existing = Self::job_row(&mut conn, &job.job_id).await?;
+                    same_content(existing, &job)
                 }
 
                 async fn get_job(&self, job_id: &str) -> Result<Job> {
@@ -305,12 +289,10 @@ macro_rules! impl_chunk_store {
                 async fn claim_chunks(&self, claim: &ClaimRequest, now: Timestamp) -> Result<Vec<LeasedChunk>> {
                     let expires_at = now.plus(claim.lease);
                     let mut conn = self.conn().await?;
-                    let mut rows: Vec<ClaimedRow> = conn
-                        .$tx(async |conn| {
-                            let rows = Self::claim(conn, claim, now, expires_at).await?;
-                            Ok::<_, TxError>(rows)
-                        })
-                        .await?;
+                    // One statement on Postgres; the engine wraps what needs a transaction.
+                    let mut rows: Vec<ClaimedRow> = Self::claim(&mut conn, claim, now, expires_at)
+                        .await
+                        .map_err(TxError::from)?;
                     // RETURNING gives no order guarantee; hand chunks out in claim order.
                     rows.sort_unstable_by_key(|row| (std::cmp::Reverse(row.priority), row.id));
                     Ok(rows.into_iter().map(|row| row.into_leased(&claim.lease_token)).collect())

@@ -48,16 +48,6 @@ pub fn db_error(err: DieselError) -> Error {
     }
 }
 
-pub fn is_unique_violation(err: &TxError) -> bool {
-    matches!(
-        err,
-        TxError::Db(DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation,
-            _
-        ))
-    )
-}
-
 /// Messages of a database that is restarting, shutting down or out of reach: the call may succeed
 /// later, so it is UNAVAILABLE rather than INTERNAL. (diesel does not pass on SQLSTATE codes.)
 fn is_transient(message: &str) -> bool {
@@ -70,6 +60,9 @@ fn is_transient(message: &str) -> bool {
         "timed out",
         "broken pipe",
         "unexpected eof",
+        // Lost a lock conflict (or a serializable race): the same call again will succeed.
+        "deadlock detected",
+        "could not serialize access",
     ];
     let message = message.to_lowercase();
     TRANSIENT.iter().any(|pattern| message.contains(pattern))

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use diesel::sql_types::{Array, BigInt, Binary, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Binary, Double, Integer, Text};
+use diesel::QueryResult;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -13,7 +14,7 @@ use futures_util::FutureExt;
 use super::chunk_queue::impl_chunk_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
-use super::rows::{to_i32, ClaimedRow, SettledRow};
+use super::rows::{ClaimedRow, NewJobRow, SettledRow};
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings};
 use crate::core::chunks::{ClaimRequest, Completion, NewJob};
@@ -78,37 +79,54 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// All of a job's chunks in one statement: the payloads travel as one array.
-    async fn insert_chunks(
+    /// The job and all its chunks in one statement (the payloads travel as one array), so one
+    /// round trip and one commit. Returns false, inserting nothing, when the id is taken.
+    async fn insert_job(
         conn: &mut AsyncPgConnection,
         job: &NewJob,
         now: Timestamp,
-    ) -> diesel::QueryResult<()> {
-        diesel::sql_query(
-            "INSERT INTO chunks (job_id, chunk_index, queue, priority, status, payload, attempts, \
+    ) -> QueryResult<bool> {
+        let row = NewJobRow::new(job, now);
+        let inserted = diesel::sql_query(
+            "WITH new_job AS ( \
+               INSERT INTO jobs (job_id, queue, status, priority, max_attempts, backoff_initial_us, \
+                 backoff_multiplier, backoff_max_us, total_chunks, completed_chunks, failed_chunks, \
+                 content_hash, created_at, updated_at) \
+               VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $10) \
+               ON CONFLICT (job_id) DO NOTHING \
+               RETURNING job_id) \
+             INSERT INTO chunks (job_id, chunk_index, queue, priority, status, payload, attempts, \
                max_attempts, run_at, created_at) \
-             SELECT $1, (t.ordinality - 1)::int, $2, $3, 'pending', t.payload, 0, $4, $5, $5 \
-             FROM unnest($6::bytea[]) WITH ORDINALITY AS t(payload, ordinality)",
+             SELECT new_job.job_id, (t.ordinality - 1)::int, $2, $3, 'pending', t.payload, 0, $4, \
+               $10, $10 \
+             FROM new_job, unnest($11::bytea[]) WITH ORDINALITY AS t(payload, ordinality)",
         )
-        .bind::<Text, _>(&job.job_id)
-        .bind::<Text, _>(&job.queue)
-        .bind::<Integer, _>(job.priority)
-        .bind::<Integer, _>(to_i32(job.max_attempts))
+        .bind::<Text, _>(row.job_id)
+        .bind::<Text, _>(row.queue)
+        .bind::<Integer, _>(row.priority)
+        .bind::<Integer, _>(row.max_attempts)
+        .bind::<BigInt, _>(row.backoff_initial_us)
+        .bind::<Double, _>(row.backoff_multiplier)
+        .bind::<BigInt, _>(row.backoff_max_us)
+        .bind::<Integer, _>(row.total_chunks)
+        .bind::<Text, _>(&row.content_hash)
         .bind::<BigInt, _>(now.as_micros())
         .bind::<Array<Binary>, _>(&job.payloads)
         .execute(conn)
         .await?;
-        Ok(())
+        Ok(inserted > 0)
     }
 
-    /// Picks, leases and marks the jobs started in one statement; `SKIP LOCKED` lets concurrent
-    /// claimers pass each other's rows instead of waiting.
+    /// Picks, leases and marks the jobs started in one statement. `SKIP LOCKED` lets concurrent
+    /// claimers pass each other's rows instead of waiting, for chunks and for the jobs they
+    /// mark started: two claims marking the same two new jobs in different orders would
+    /// otherwise deadlock (a job another claim is marking ends up started either way).
     async fn claim(
         conn: &mut AsyncPgConnection,
         claim: &ClaimRequest,
         now: Timestamp,
         expires_at: Timestamp,
-    ) -> diesel::QueryResult<Vec<ClaimedRow>> {
+    ) -> QueryResult<Vec<ClaimedRow>> {
         diesel::sql_query(
             "WITH picked AS ( \
                SELECT id FROM chunks \
@@ -122,9 +140,13 @@ impl PgStore {
                FROM picked WHERE chunks.id = picked.id \
                RETURNING chunks.id, chunks.job_id, chunks.chunk_index, chunks.priority, \
                  chunks.payload, chunks.attempts, chunks.max_attempts, chunks.lease_expires_at), \
+             starting AS ( \
+               SELECT job_id FROM jobs \
+               WHERE status = 'pending' AND job_id IN (SELECT job_id FROM claimed) \
+               FOR UPDATE SKIP LOCKED), \
              started AS ( \
                UPDATE jobs SET status = 'processing', updated_at = $2 \
-               WHERE status = 'pending' AND job_id IN (SELECT job_id FROM claimed)) \
+               FROM starting WHERE jobs.job_id = starting.job_id) \
              SELECT * FROM claimed",
         )
         .bind::<Text, _>(&claim.queue)
@@ -143,7 +165,7 @@ impl PgStore {
         conn: &mut AsyncPgConnection,
         completions: &[Completion],
         now: Timestamp,
-    ) -> diesel::QueryResult<Vec<(i64, String, String)>> {
+    ) -> QueryResult<Vec<(i64, String, String)>> {
         let ids: Vec<i64> = completions.iter().map(|c| c.chunk_id).collect();
         let tokens: Vec<&str> = completions.iter().map(|c| c.lease_token.as_str()).collect();
         let results: Vec<&[u8]> = completions.iter().map(|c| c.result.as_slice()).collect();

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use super::chunk_queue::impl_chunk_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
-use super::rows::{to_i32, ClaimedRow, NewChunkRow};
+use super::rows::{to_i32, ClaimedRow, NewChunkRow, NewJobRow};
 use super::schema::{chunks, jobs};
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings, SoleLeader};
@@ -80,32 +80,44 @@ impl SqliteStore {
     // The hot statements run on the connection's blocking thread in one go: a SyncConnection
     // hop per statement would cost more than SQLite itself.
 
-    async fn insert_chunks(conn: &mut SqliteConn, job: &NewJob, now: Timestamp) -> QueryResult<()> {
+    async fn insert_job(conn: &mut SqliteConn, job: &NewJob, now: Timestamp) -> QueryResult<bool> {
         // Sync diesel on the blocking thread (the async trait is not in scope here).
         use diesel::RunQueryDsl;
         let job = job.clone();
         conn.spawn_blocking(move |conn| {
-            let rows: Vec<NewChunkRow<'_>> = job
-                .payloads
-                .iter()
-                .enumerate()
-                .map(|(index, payload)| NewChunkRow {
-                    job_id: &job.job_id,
-                    chunk_index: index as i32,
-                    queue: &job.queue,
-                    priority: job.priority,
-                    status: "pending",
-                    payload,
-                    attempts: 0,
-                    max_attempts: to_i32(job.max_attempts),
-                    run_at: now.as_micros(),
-                    created_at: now.as_micros(),
-                })
-                .collect();
-            diesel::insert_into(chunks::table)
-                .values(&rows)
-                .execute(conn)?;
-            Ok(())
+            conn.immediate_transaction(|conn| {
+                let taken: i64 = jobs::table
+                    .filter(jobs::job_id.eq(&job.job_id))
+                    .count()
+                    .get_result(conn)?;
+                if taken > 0 {
+                    return Ok(false);
+                }
+                diesel::insert_into(jobs::table)
+                    .values(NewJobRow::new(&job, now))
+                    .execute(conn)?;
+                let rows: Vec<NewChunkRow<'_>> = job
+                    .payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(index, payload)| NewChunkRow {
+                        job_id: &job.job_id,
+                        chunk_index: index as i32,
+                        queue: &job.queue,
+                        priority: job.priority,
+                        status: "pending",
+                        payload,
+                        attempts: 0,
+                        max_attempts: to_i32(job.max_attempts),
+                        run_at: now.as_micros(),
+                        created_at: now.as_micros(),
+                    })
+                    .collect();
+                diesel::insert_into(chunks::table)
+                    .values(&rows)
+                    .execute(conn)?;
+                Ok(true)
+            })
         })
         .await
     }
@@ -120,10 +132,11 @@ impl SqliteStore {
         use diesel::RunQueryDsl;
         let claim = claim.clone();
         conn.spawn_blocking(move |conn| {
-            // Writers are serialized by BEGIN IMMEDIATE, so the subquery's pick cannot be taken
-            // by another claimer before the UPDATE.
-            let rows: Vec<ClaimedRow> = diesel::sql_query(
-                "UPDATE chunks SET status = 'processing', attempts = attempts + 1, \
+            conn.immediate_transaction(|conn| {
+                // Writers are serialized by BEGIN IMMEDIATE, so the subquery's pick cannot be taken
+                // by another claimer before the UPDATE.
+                let rows: Vec<ClaimedRow> = diesel::sql_query(
+                    "UPDATE chunks SET status = 'processing', attempts = attempts + 1, \
                    lease_token = ?, lease_expires_at = ?, worker_id = ?, started_at = ? \
                  WHERE id IN ( \
                    SELECT id FROM chunks \
@@ -132,31 +145,32 @@ impl SqliteStore {
                    LIMIT ?) \
                  RETURNING id, job_id, chunk_index, priority, payload, attempts, max_attempts, \
                    lease_expires_at",
-            )
-            .bind::<Text, _>(&claim.lease_token)
-            .bind::<BigInt, _>(expires_at.as_micros())
-            .bind::<Text, _>(&claim.worker_id)
-            .bind::<BigInt, _>(now.as_micros())
-            .bind::<Text, _>(&claim.queue)
-            .bind::<BigInt, _>(now.as_micros())
-            .bind::<BigInt, _>(i64::from(claim.max_chunks))
-            .load(conn)?;
-            let mut job_ids: Vec<&str> = rows.iter().map(|row| row.job_id.as_str()).collect();
-            job_ids.sort_unstable();
-            job_ids.dedup();
-            if !job_ids.is_empty() {
-                diesel::update(
-                    jobs::table
-                        .filter(jobs::job_id.eq_any(&job_ids))
-                        .filter(jobs::status.eq("pending")),
                 )
-                .set((
-                    jobs::status.eq("processing"),
-                    jobs::updated_at.eq(now.as_micros()),
-                ))
-                .execute(conn)?;
-            }
-            Ok(rows)
+                .bind::<Text, _>(&claim.lease_token)
+                .bind::<BigInt, _>(expires_at.as_micros())
+                .bind::<Text, _>(&claim.worker_id)
+                .bind::<BigInt, _>(now.as_micros())
+                .bind::<Text, _>(&claim.queue)
+                .bind::<BigInt, _>(now.as_micros())
+                .bind::<BigInt, _>(i64::from(claim.max_chunks))
+                .load(conn)?;
+                let mut job_ids: Vec<&str> = rows.iter().map(|row| row.job_id.as_str()).collect();
+                job_ids.sort_unstable();
+                job_ids.dedup();
+                if !job_ids.is_empty() {
+                    diesel::update(
+                        jobs::table
+                            .filter(jobs::job_id.eq_any(&job_ids))
+                            .filter(jobs::status.eq("pending")),
+                    )
+                    .set((
+                        jobs::status.eq("processing"),
+                        jobs::updated_at.eq(now.as_micros()),
+                    ))
+                    .execute(conn)?;
+                }
+                Ok(rows)
+            })
         })
         .await
     }

@@ -99,9 +99,33 @@ async fn jobs_complete(channel: &Channel, args: &BenchArgs, job_ids: &[String]) 
     true
 }
 
-async fn wait_for(run: &Run) {
+/// Longest a processing run may take before it is reported as failed instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Waits until every chunk is completed; false if the deadline passed first.
+async fn wait_for(run: &Run) -> bool {
+    let deadline = Instant::now() + RUN_DEADLINE;
     while !run.is_done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
         let _ = tokio::time::timeout(Duration::from_millis(100), run.done.notified()).await;
+    }
+    true
+}
+
+/// Runs a worker until the run is done, starting it again after an error (as a real worker
+/// reconnects): an error still shows in the figures, but does not stall the run.
+async fn keep_working<F, Fut>(run: Arc<Run>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    while !run.is_done() {
+        if let Err(err) = work().await {
+            tracing::warn!(error = %err, "bench worker: starting over");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -122,21 +146,29 @@ pub async fn run_streams(
     let run = Run::new(args.chunks);
     let workers: Vec<_> = (0..args.workers)
         .map(|n| {
-            tokio::spawn(stream_worker(
+            let (channel, args, queue, run) = (
                 channel.clone(),
                 args.clone(),
                 queue.to_owned(),
-                n,
                 Arc::clone(&run),
-            ))
+            );
+            tokio::spawn(keep_working(Arc::clone(&run), move || {
+                stream_worker(
+                    channel.clone(),
+                    args.clone(),
+                    queue.clone(),
+                    n,
+                    Arc::clone(&run),
+                )
+            }))
         })
         .collect();
-    wait_for(&run).await;
+    let finished = wait_for(&run).await;
     for worker in &workers {
         worker.abort();
     }
     let (chunks_per_second, exactly_once) = run.outcome();
-    let ok = exactly_once && jobs_complete(channel, args, &job_ids).await;
+    let ok = finished && exactly_once && jobs_complete(channel, args, &job_ids).await;
     Ok(vec![BenchResult::throughput(
         "process",
         "proc_stream",
@@ -237,21 +269,29 @@ pub async fn run_pollers(
     let run = Run::new(args.chunks);
     let workers: Vec<_> = (0..args.workers)
         .map(|n| {
-            tokio::spawn(poller(
+            let (channel, args, queue, run) = (
                 channel.clone(),
                 args.clone(),
                 queue.to_owned(),
-                n,
                 Arc::clone(&run),
-            ))
+            );
+            tokio::spawn(keep_working(Arc::clone(&run), move || {
+                poller(
+                    channel.clone(),
+                    args.clone(),
+                    queue.clone(),
+                    n,
+                    Arc::clone(&run),
+                )
+            }))
         })
         .collect();
-    wait_for(&run).await;
+    let finished = wait_for(&run).await;
     for worker in &workers {
         worker.abort();
     }
     let (chunks_per_second, exactly_once) = run.outcome();
-    let ok = exactly_once && jobs_complete(channel, args, &job_ids).await;
+    let ok = finished && exactly_once && jobs_complete(channel, args, &job_ids).await;
     Ok(vec![BenchResult::throughput(
         "process",
         "proc_poll",
