@@ -1,10 +1,16 @@
 //! In-process wake-ups: waiting claimers and Work streams learn that a queue has new work, and
 //! WatchJob streams that a job changed, without polling the database.
+//!
+//! New work wakes one waiter of its queue, not all of them: eight idle workers woken by every
+//! new chunk would send eight claims where one finds it. A waiter that fills its whole batch
+//! passes the wake-up on (`work_available` again), so a large job still reaches every waiter.
+//! A wake-up with nobody waiting is kept for the next one, so work that arrives while a worker
+//! is between its check and its wait is not missed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, Notify};
 
 use crate::store::ChangeSink;
 
@@ -13,7 +19,7 @@ use crate::store::ChangeSink;
 pub const EVERY_JOB: &str = "\u{0}";
 
 pub struct Events {
-    queues: Mutex<HashMap<String, watch::Sender<u64>>>,
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
     jobs: broadcast::Sender<String>,
 }
 
@@ -28,25 +34,34 @@ impl Default for Events {
 }
 
 impl Events {
-    /// A receiver that changes whenever work may have arrived in `queue`. Subscribe before
-    /// looking for work, so work that arrives in between is not missed.
-    pub fn subscribe_queue(&self, queue: &str) -> watch::Receiver<u64> {
-        self.queue_sender(queue, |sender| sender.subscribe())
+    /// The signal of `queue`: wait on `notified()` for work to arrive.
+    pub fn queue_signal(&self, queue: &str) -> Arc<Notify> {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // Forget queues nobody waits on, so the map does not grow with every queue name seen.
+        if queues.len() > 1024 {
+            queues.retain(|_, signal| Arc::strong_count(signal) > 1);
+        }
+        Arc::clone(queues.entry(queue.to_owned()).or_default())
     }
 
+    /// Wakes one waiter of `queue` (or the next one to wait).
     pub fn work_available(&self, queue: &str) {
-        self.queue_sender(queue, |sender| sender.send_modify(|version| *version += 1));
+        self.queue_signal(queue).notify_one();
     }
 
     /// Wakes every waiter: used when work may have appeared in queues we cannot name cheaply
-    /// (recovered or released leases).
+    /// (recovered or released leases, missed notifications).
     pub fn work_available_everywhere(&self) {
         let queues = self
             .queues
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for sender in queues.values() {
-            sender.send_modify(|version| *version += 1);
+        for signal in queues.values() {
+            signal.notify_waiters();
+            signal.notify_one();
         }
     }
 
@@ -57,21 +72,6 @@ impl Events {
     pub fn job_changed(&self, job_id: &str) {
         // No receiver is fine: nobody is watching.
         let _ = self.jobs.send(job_id.to_owned());
-    }
-
-    fn queue_sender<T>(&self, queue: &str, use_sender: impl FnOnce(&watch::Sender<u64>) -> T) -> T {
-        let mut queues = self
-            .queues
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        // Forget queues nobody waits on, so the map does not grow with every queue name seen.
-        if queues.len() > 1024 {
-            queues.retain(|_, sender| sender.receiver_count() > 0);
-        }
-        let sender = queues
-            .entry(queue.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        use_sender(sender)
     }
 }
 
@@ -95,14 +95,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_waiter_subscribed_before_new_work_is_woken() {
+    async fn new_work_wakes_one_waiter_and_is_kept_when_nobody_waits() {
         let events = Events::default();
-        let mut waiter = events.subscribe_queue("q");
+        let signal = events.queue_signal("q");
         events.work_available("other");
-        assert!(!waiter.has_changed().unwrap());
         events.work_available("q");
-        waiter.changed().await.unwrap();
+        // Nobody was waiting: the wake-up is kept for the next waiter.
+        signal.notified().await;
+
+        let first = tokio::spawn({
+            let signal = Arc::clone(&signal);
+            async move { signal.notified().await }
+        });
+        let second = tokio::spawn({
+            let signal = Arc::clone(&signal);
+            async move { signal.notified().await }
+        });
+        tokio::task::yield_now().await;
         events.work_available_everywhere();
-        assert!(waiter.has_changed().unwrap());
+        first.await.unwrap();
+        second.await.unwrap();
     }
 }

@@ -101,7 +101,7 @@ impl Worker {
     ) -> End {
         loop {
             // Subscribe before claiming, so work created in between wakes us.
-            let mut wakeup = self.service.events().subscribe_queue(&self.spec.queue);
+            let signal = self.service.events().queue_signal(&self.spec.queue);
             if self.credits > 0 {
                 if let Err(end) = self.push_ready_chunks().await {
                     return end;
@@ -122,7 +122,7 @@ impl Worker {
                         return end;
                     }
                 }
-                _ = wakeup.changed(), if self.credits > 0 => {}
+                _ = signal.notified(), if self.credits > 0 => {}
                 _ = tokio::time::sleep(pause.unwrap_or_default()), if pause.is_some() => {}
                 _ = super::until_shutdown(&mut shutdown) => {
                     return End::Fail(Status::unavailable("server is shutting down"));

@@ -128,7 +128,7 @@ impl ChunkQueueService {
         let deadline = tokio::time::Instant::now() + wait;
         let lease_token = new_lease_token();
         loop {
-            let mut wakeup = self.events.subscribe_queue(&spec.queue);
+            let signal = self.events.queue_signal(&spec.queue);
             let chunks = self.claim_now(&spec, max_chunks, &lease_token).await?;
             let now = tokio::time::Instant::now();
             if !chunks.is_empty() || now >= deadline {
@@ -139,7 +139,7 @@ impl ChunkQueueService {
                 .await?
                 .min(deadline - now);
             tokio::select! {
-                _ = wakeup.changed() => {}
+                _ = signal.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }
@@ -160,6 +160,10 @@ impl ChunkQueueService {
             lease_token: lease_token.to_owned(),
         };
         let chunks = self.store.claim_chunks(&claim, self.clock.now()).await?;
+        if chunks.len() == max_chunks as usize {
+            // There may be more: pass the wake-up on to another waiter.
+            self.events.work_available(&spec.queue);
+        }
         let mut last_job: Option<&str> = None;
         for chunk in &chunks {
             if last_job != Some(chunk.job_id.as_str()) {

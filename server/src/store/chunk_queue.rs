@@ -288,7 +288,7 @@ macro_rules! impl_chunk_store {
 
                 async fn claim_chunks(&self, claim: &ClaimRequest, now: Timestamp) -> Result<Vec<LeasedChunk>> {
                     let expires_at = now.plus(claim.lease);
-                    let mut conn = self.conn().await?;
+                    let mut conn = self.claim_conn().await?;
                     // One statement on Postgres; the engine wraps what needs a transaction.
                     let mut rows: Vec<ClaimedRow> = Self::claim(&mut conn, claim, now, expires_at)
                         .await

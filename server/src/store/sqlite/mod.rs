@@ -73,6 +73,11 @@ impl SqliteStore {
         None
     }
 
+    /// Claims use the same connections: every SQLite commit is as durable as configured.
+    async fn claim_conn(&self) -> Result<Object<SqliteConn>> {
+        self.conn().await
+    }
+
     async fn conn(&self) -> Result<Object<SqliteConn>> {
         self.pool.get().await.map_err(pool_error)
     }
