@@ -19,16 +19,8 @@ fn the_load_generator_measures_and_checks_every_section() {
             "--latency-chunks",
             "30",
         ])
-        .args([
-            "--rate",
-            "200",
-            "--workers",
-            "3",
-            "--create-batch",
-            "100",
-            "--claim-batch",
-            "20",
-        ])
+        .args(["--rate", "200", "--workers", "3", "--create-batch", "100"])
+        .args(["--stream-configs", "3x50,2x100", "--poll-configs", "3x20"])
         .args(["--json", json.to_str().unwrap()])
         .env("RETRYD_LOG", "error")
         .output()

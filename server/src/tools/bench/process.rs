@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::enqueue::create;
 use super::report::BenchResult;
-use super::{authorized, rate, BenchArgs, Client};
+use super::{authorized, rate, BenchArgs, Client, WorkerConfig};
 
 /// What the workers of one run saw, shared between them.
 #[derive(Default)]
@@ -134,6 +134,66 @@ pub async fn run_streams(
     args: &BenchArgs,
     queue: &str,
 ) -> Result<Vec<BenchResult>, String> {
+    let mut results = Vec::new();
+    for (n, config) in args.stream_configs.iter().enumerate() {
+        let queue = format!("{queue}-{n}");
+        let (rate, ok) = measure(channel, args, &queue, *config, Way::Stream).await?;
+        let variant = format!(
+            "{} Work streams, {} credits each, batched messages",
+            config.workers, config.batch
+        );
+        results.push(BenchResult::throughput(
+            "process",
+            "proc_stream",
+            variant,
+            args.chunks,
+            rate,
+            ok,
+        ));
+    }
+    Ok(results)
+}
+
+pub async fn run_pollers(
+    channel: &Channel,
+    args: &BenchArgs,
+    queue: &str,
+) -> Result<Vec<BenchResult>, String> {
+    let mut results = Vec::new();
+    for (n, config) in args.poll_configs.iter().enumerate() {
+        let queue = format!("{queue}-{n}");
+        let (rate, ok) = measure(channel, args, &queue, *config, Way::Poll).await?;
+        let variant = format!(
+            "{} ClaimChunks pollers, {} per claim, CompleteChunks batches",
+            config.workers, config.batch
+        );
+        results.push(BenchResult::throughput(
+            "process",
+            "proc_poll",
+            variant,
+            args.chunks,
+            rate,
+            ok,
+        ));
+    }
+    Ok(results)
+}
+
+#[derive(Clone, Copy)]
+enum Way {
+    Stream,
+    Poll,
+}
+
+/// Enqueues the backlog (not timed), works it with `config`, and returns chunks per second
+/// and whether every chunk was completed exactly once.
+async fn measure(
+    channel: &Channel,
+    args: &BenchArgs,
+    queue: &str,
+    config: WorkerConfig,
+    way: Way,
+) -> Result<(f64, bool), String> {
     let job_ids = create(
         channel,
         args,
@@ -144,7 +204,7 @@ pub async fn run_streams(
     )
     .await?;
     let run = Run::new(args.chunks);
-    let workers: Vec<_> = (0..args.workers)
+    let workers: Vec<_> = (0..config.workers)
         .map(|n| {
             let (channel, args, queue, run) = (
                 channel.clone(),
@@ -153,13 +213,20 @@ pub async fn run_streams(
                 Arc::clone(&run),
             );
             tokio::spawn(keep_working(Arc::clone(&run), move || {
-                stream_worker(
+                let (channel, args, queue, run) = (
                     channel.clone(),
                     args.clone(),
                     queue.clone(),
-                    n,
                     Arc::clone(&run),
-                )
+                );
+                async move {
+                    match way {
+                        Way::Stream => {
+                            stream_worker(channel, args, queue, n, config.batch, run).await
+                        }
+                        Way::Poll => poller(channel, args, queue, n, config.batch, run).await,
+                    }
+                }
             }))
         })
         .collect();
@@ -169,17 +236,7 @@ pub async fn run_streams(
     }
     let (chunks_per_second, exactly_once) = run.outcome();
     let ok = finished && exactly_once && jobs_complete(channel, args, &job_ids).await;
-    Ok(vec![BenchResult::throughput(
-        "process",
-        "proc_stream",
-        format!(
-            "{} Work streams, {} credits each, batched messages",
-            args.workers, args.credits
-        ),
-        args.chunks,
-        chunks_per_second,
-        ok,
-    )])
+    Ok((chunks_per_second, ok))
 }
 
 async fn stream_worker(
@@ -187,6 +244,7 @@ async fn stream_worker(
     args: BenchArgs,
     queue: String,
     n: usize,
+    credits: u32,
     run: Arc<Run>,
 ) -> Result<(), String> {
     let mut client = Client::new(channel);
@@ -203,9 +261,7 @@ async fn stream_worker(
         .await
         .map_err(|e| e.to_string())?;
     requests
-        .send(send(Outgoing::Credit(WorkCredit {
-            count: args.credits,
-        })))
+        .send(send(Outgoing::Credit(WorkCredit { count: credits })))
         .await
         .map_err(|e| e.to_string())?;
     let mut responses = client
@@ -217,15 +273,7 @@ async fn stream_worker(
         match response.kind {
             Some(Incoming::Chunks(batch)) => {
                 run.chunks_arrived();
-                let completions = batch
-                    .chunks
-                    .into_iter()
-                    .map(|chunk| CompleteChunkRequest {
-                        chunk_id: chunk.chunk_id,
-                        lease_token: chunk.lease_token,
-                        result: Vec::new(),
-                    })
-                    .collect();
+                let completions = batch.chunks.into_iter().map(completion_of).collect();
                 let batch = CompleteChunksRequest { completions };
                 requests
                     .send(send(Outgoing::CompleteBatch(batch)))
@@ -252,64 +300,12 @@ async fn stream_worker(
     Ok(())
 }
 
-pub async fn run_pollers(
-    channel: &Channel,
-    args: &BenchArgs,
-    queue: &str,
-) -> Result<Vec<BenchResult>, String> {
-    let job_ids = create(
-        channel,
-        args,
-        queue,
-        args.chunks,
-        args.create_batch,
-        args.enqueue_concurrency,
-    )
-    .await?;
-    let run = Run::new(args.chunks);
-    let workers: Vec<_> = (0..args.workers)
-        .map(|n| {
-            let (channel, args, queue, run) = (
-                channel.clone(),
-                args.clone(),
-                queue.to_owned(),
-                Arc::clone(&run),
-            );
-            tokio::spawn(keep_working(Arc::clone(&run), move || {
-                poller(
-                    channel.clone(),
-                    args.clone(),
-                    queue.clone(),
-                    n,
-                    Arc::clone(&run),
-                )
-            }))
-        })
-        .collect();
-    let finished = wait_for(&run).await;
-    for worker in &workers {
-        worker.abort();
-    }
-    let (chunks_per_second, exactly_once) = run.outcome();
-    let ok = finished && exactly_once && jobs_complete(channel, args, &job_ids).await;
-    Ok(vec![BenchResult::throughput(
-        "process",
-        "proc_poll",
-        format!(
-            "{} ClaimChunks pollers, {} per claim, CompleteChunks batches",
-            args.workers, args.claim_batch
-        ),
-        args.chunks,
-        chunks_per_second,
-        ok,
-    )])
-}
-
 async fn poller(
     channel: Channel,
     args: BenchArgs,
     queue: String,
     n: usize,
+    claim_batch: u32,
     run: Arc<Run>,
 ) -> Result<(), String> {
     let mut client = Client::new(channel);
@@ -317,7 +313,7 @@ async fn poller(
         let claim = ClaimChunksRequest {
             queue: queue.clone(),
             worker_id: format!("bench-poller-{n}"),
-            max_chunks: args.claim_batch,
+            max_chunks: claim_batch,
             lease_seconds: 0,
             wait_seconds: 1,
         };
@@ -331,14 +327,7 @@ async fn poller(
             continue;
         }
         run.chunks_arrived();
-        let completions = chunks
-            .into_iter()
-            .map(|chunk| CompleteChunkRequest {
-                chunk_id: chunk.chunk_id,
-                lease_token: chunk.lease_token,
-                result: Vec::new(),
-            })
-            .collect();
+        let completions = chunks.into_iter().map(completion_of).collect();
         let outcomes = client
             .complete_chunks(authorized(CompleteChunksRequest { completions }, &args))
             .await
@@ -353,4 +342,13 @@ async fn poller(
         );
     }
     Ok(())
+}
+
+/// A no-op worker's completion of a chunk.
+fn completion_of(chunk: LeasedChunk) -> CompleteChunkRequest {
+    CompleteChunkRequest {
+        chunk_id: chunk.chunk_id,
+        lease_token: chunk.lease_token,
+        result: Vec::new(),
+    }
 }
