@@ -7,13 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use retryd_client::tonic::transport::Channel;
-use retryd_client::v1::work_request::Kind as Outgoing;
-use retryd_client::v1::work_response::Kind as Incoming;
 use retryd_client::v1::*;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::report::BenchResult;
+use super::stream::work_batched;
 use super::{authorized, payload, BenchArgs, Client};
 
 #[derive(Default)]
@@ -141,63 +138,21 @@ async fn receiver(
     n: usize,
     stamps: Shared,
 ) -> Result<(), String> {
-    let mut client = Client::new(channel);
-    let (requests, outbox) = mpsc::channel::<WorkRequest>(64);
-    let send = |kind| WorkRequest { kind: Some(kind) };
-    let start = WorkStart {
-        queue,
-        worker_id: format!("bench-latency-{n}"),
-        lease_seconds: 0,
-        batch: true,
-    };
-    requests
-        .send(send(Outgoing::Start(start)))
-        .await
-        .map_err(|e| e.to_string())?;
-    requests
-        .send(send(Outgoing::Credit(WorkCredit { count: 8 })))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut responses = client
-        .work(authorized(ReceiverStream::new(outbox), &args))
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    while let Some(response) = responses.message().await.map_err(|e| e.to_string())? {
-        match response.kind {
-            Some(Incoming::Chunks(batch)) => {
-                let now = Instant::now();
-                {
-                    let mut stamps = lock(&stamps);
-                    for chunk in &batch.chunks {
-                        stamps.received.entry(chunk.job_id.clone()).or_insert(now);
-                    }
-                }
-                let completions = batch
-                    .chunks
-                    .into_iter()
-                    .map(|chunk| CompleteChunkRequest {
-                        chunk_id: chunk.chunk_id,
-                        lease_token: chunk.lease_token,
-                        result: Vec::new(),
-                    })
-                    .collect();
-                requests
-                    .send(send(Outgoing::CompleteBatch(CompleteChunksRequest {
-                        completions,
-                    })))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Some(Incoming::Acks(batch)) => {
-                let count = batch.acks.len() as u32;
-                requests
-                    .send(send(Outgoing::Credit(WorkCredit { count })))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            _ => {}
+    let record = |chunks: &[LeasedChunk]| {
+        let now = Instant::now();
+        let mut stamps = lock(&stamps);
+        for chunk in chunks {
+            stamps.received.entry(chunk.job_id.clone()).or_insert(now);
         }
-    }
-    Ok(())
+    };
+    work_batched(
+        channel,
+        &args,
+        queue,
+        format!("bench-latency-{n}"),
+        8,
+        record,
+        |_| {},
+    )
+    .await
 }

@@ -8,6 +8,7 @@ mod enqueue;
 mod latency;
 mod process;
 mod report;
+mod stream;
 mod target;
 
 use std::path::PathBuf;

@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use retryd_client::tonic::transport::Channel;
-use retryd_client::v1::work_request::Kind as Outgoing;
-use retryd_client::v1::work_response::Kind as Incoming;
 use retryd_client::v1::*;
-use tokio::sync::{mpsc, Notify};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::Notify;
 
 use super::enqueue::create;
 use super::report::BenchResult;
+use super::stream::{completion_of, work_batched};
 use super::{authorized, rate, BenchArgs, Client, WorkerConfig};
 
 /// What the workers of one run saw, shared between them.
@@ -247,57 +245,23 @@ async fn stream_worker(
     credits: u32,
     run: Arc<Run>,
 ) -> Result<(), String> {
-    let mut client = Client::new(channel);
-    let (requests, outbox) = mpsc::channel::<WorkRequest>(64);
-    let send = |kind| WorkRequest { kind: Some(kind) };
-    let start = WorkStart {
+    let worker_id = format!("bench-stream-{n}");
+    work_batched(
+        channel,
+        &args,
         queue,
-        worker_id: format!("bench-stream-{n}"),
-        lease_seconds: 0,
-        batch: true,
-    };
-    requests
-        .send(send(Outgoing::Start(start)))
-        .await
-        .map_err(|e| e.to_string())?;
-    requests
-        .send(send(Outgoing::Credit(WorkCredit { count: credits })))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut responses = client
-        .work(authorized(ReceiverStream::new(outbox), &args))
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    while let Some(response) = responses.message().await.map_err(|e| e.to_string())? {
-        match response.kind {
-            Some(Incoming::Chunks(batch)) => {
-                run.chunks_arrived();
-                let completions = batch.chunks.into_iter().map(completion_of).collect();
-                let batch = CompleteChunksRequest { completions };
-                requests
-                    .send(send(Outgoing::CompleteBatch(batch)))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Some(Incoming::Acks(batch)) => {
-                let count = batch.acks.len() as u32;
-                run.completed(
-                    batch
-                        .acks
-                        .into_iter()
-                        .filter(|ack| ack.code == 0)
-                        .map(|ack| ack.chunk_id),
-                );
-                requests
-                    .send(send(Outgoing::Credit(WorkCredit { count })))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+        worker_id,
+        credits,
+        |_| run.chunks_arrived(),
+        |acks| {
+            run.completed(
+                acks.iter()
+                    .filter(|ack| ack.code == 0)
+                    .map(|ack| ack.chunk_id),
+            )
+        },
+    )
+    .await
 }
 
 async fn poller(
@@ -342,13 +306,4 @@ async fn poller(
         );
     }
     Ok(())
-}
-
-/// A no-op worker's completion of a chunk.
-fn completion_of(chunk: LeasedChunk) -> CompleteChunkRequest {
-    CompleteChunkRequest {
-        chunk_id: chunk.chunk_id,
-        lease_token: chunk.lease_token,
-        result: Vec::new(),
-    }
 }
