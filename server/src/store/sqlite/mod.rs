@@ -28,10 +28,12 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
-/// Set on every connection. `synchronous = FULL` makes every commit durable, like Postgres with
-/// fsync on: an accepted job survives a power cut, not only a crash.
-const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+/// Set on every connection. The busy timeout comes first: the pragmas after it may need a lock
+/// that a writer holds, and a connection opened under load must wait for it rather than fail.
+/// `synchronous = FULL` makes every commit durable, like Postgres with fsync on: an accepted job
+/// survives a power cut, not only a crash.
+const CONNECTION_SETUP: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 pub struct SqliteStore {
     pool: Pool<SqliteConn>,
