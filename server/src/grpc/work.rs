@@ -100,7 +100,7 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
     ) -> End {
         loop {
-            // Subscribe before claiming, so work created in between wakes us.
+            // A wake-up that comes while we claim is kept for us (see events.rs).
             let signal = self.service.events().queue_signal(&self.spec.queue);
             if self.credits > 0 {
                 if let Err(end) = self.push_ready_chunks().await {
