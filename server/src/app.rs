@@ -12,6 +12,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Config;
 use crate::core::auth::{NewApiKey, Role};
@@ -126,6 +128,11 @@ pub async fn serve(config: Config) -> AppResult<()> {
 
     let server = Server::builder()
         .accept_http1(true)
+        // Every call gets a request id (the client's x-request-id, or a new one), carried by
+        // every log line of the call and returned in the response metadata.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(call_tracing())
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(grpc_web_cors())
         .layer(GrpcWebLayer::new())
         .add_service(standard_health)
@@ -246,6 +253,25 @@ fn is_loopback(address: SocketAddr) -> bool {
     address.ip().is_loopback()
 }
 
+/// A span per call naming the method and the request id. Refused calls (bad input, missing
+/// keys) are the client's business and logged at debug; internal errors are logged where they
+/// happen, inside this span.
+fn call_tracing() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    impl Fn(&http::Request<tonic::body::Body>) -> tracing::Span + Clone,
+> {
+    TraceLayer::new_for_grpc()
+        .make_span_with(|request: &http::Request<tonic::body::Body>| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("call", method = %request.uri().path(), request_id = %request_id)
+        })
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+}
+
 /// Browsers call through gRPC-Web from other origins; they need these headers to read statuses.
 fn grpc_web_cors() -> CorsLayer {
     CorsLayer::new()
@@ -258,11 +284,13 @@ fn grpc_web_cors() -> CorsLayer {
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("x-request-id"),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("x-request-id"),
         ])
         .max_age(Duration::from_secs(24 * 3600))
 }

@@ -63,7 +63,10 @@ fn role_of(role: RoleArg) -> Role {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RETRYD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not in files and log collectors.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(colours)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {

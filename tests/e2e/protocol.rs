@@ -364,3 +364,43 @@ async fn the_readme_walkthrough_runs_as_pasted() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_call_carries_a_request_id() {
+    let db = TestDb::sqlite();
+    let server = ServerProcess::start(&db.url, &[]);
+    let mut client = ChunkQueueClient::new(server.channel().await);
+
+    // A new id when the client sends none, also on refused calls.
+    let answer = client.list_jobs(ListJobsRequest::default()).await.unwrap();
+    let generated = answer
+        .metadata()
+        .get("x-request-id")
+        .expect("a request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(generated.len() >= 32, "{generated}");
+    let refused = client
+        .get_job(GetJobRequest {
+            job_id: "missing".into(),
+        })
+        .await
+        .unwrap_err();
+    let other = refused
+        .metadata()
+        .get("x-request-id")
+        .expect("a request id on errors too");
+    assert_ne!(other.to_str().unwrap(), generated, "each call has its own");
+
+    // The client's own id is kept and returned.
+    let mut request = retryd_client::tonic::Request::new(ListJobsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
+    let answer = client.list_jobs(request).await.unwrap();
+    assert_eq!(
+        answer.metadata().get("x-request-id").unwrap(),
+        "trace-me-42"
+    );
+}
