@@ -31,6 +31,7 @@ mod auth;
 mod bad_input;
 mod batches;
 mod bench;
+mod client_worker;
 mod protocol;
 mod wakeups;
 mod workers;

@@ -16,6 +16,9 @@
 //! # }
 //! ```
 
+pub mod auth;
+pub mod worker;
+
 /// Package `retryd.v1`: messages and clients.
 pub mod v1 {
     tonic::include_proto!("retryd.v1");
