@@ -103,3 +103,73 @@ pub async fn the_worker_helper_runs_a_function_per_chunk(engine: Engine) {
     );
     assert_eq!(chunks[5].result, vec![10], "the function's result is kept");
 }
+
+/// A chunk that takes longer than its lease keeps it with heartbeats: the recovery task (every
+/// second here) does not take it away, and the first attempt completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeats_keep_a_long_chunk_leased() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::server::write_config(
+        dir.path(),
+        "[scheduler]\ntick_ms = 100\n[scheduler.recover_stuck_chunks]\ninterval_seconds = 1\n",
+    );
+    let server = ServerProcess::start(&db.url, &["--config", config.to_str().unwrap()]);
+    let channel = server.channel().await;
+    let mut client = ChunkQueueClient::new(channel.clone());
+    client
+        .create_job(CreateJobRequest {
+            job_id: "long".into(),
+            queue: "slow".into(),
+            chunks: vec![ChunkInput { payload: vec![1] }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut options = WorkerOptions::new("slow", "patient");
+    options.lease_seconds = 1;
+    options.heartbeat_every = Duration::from_millis(200);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run_chunks(
+        channel,
+        options,
+        |_| async {
+            // Three times the lease, across at least two recovery runs.
+            tokio::time::sleep(Duration::from_millis(3_000)).await;
+            Outcome::Complete(Vec::new())
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut watch = client
+        .watch_job(WatchJobRequest {
+            job_id: "long".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let finished = async {
+        loop {
+            if watch.message().await.unwrap().unwrap().overall_status() == JobStatus::Completed {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), finished)
+        .await
+        .expect("completed");
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    let chunk = client
+        .list_chunks(ListChunksRequest {
+            job_id: "long".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .chunks
+        .remove(0);
+    assert_eq!(chunk.attempts, 1, "the lease was never lost");
+}
