@@ -35,7 +35,7 @@ use crate::v1::chunk_queue_client::ChunkQueueClient;
 use crate::v1::work_request::Kind as Outgoing;
 use crate::v1::work_response::Kind as Incoming;
 use crate::v1::{
-    CompleteChunkRequest, ExtendLeaseRequest, FailChunkRequest, LeasedChunk, WorkAckKind,
+    CompleteChunkRequest, ExtendLeaseRequest, FailChunkRequest, LeasedChunk, WorkAck, WorkAckKind,
     WorkCredit, WorkRequest, WorkStart,
 };
 
@@ -89,6 +89,21 @@ where
     F: Fn(LeasedChunk) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    run_chunks_with_acks(channel, options, work, |_| {}, shutdown).await
+}
+
+/// `run_chunks`, telling `on_ack` how the server settled each outcome (code 0: accepted).
+pub async fn run_chunks_with_acks<F, Fut>(
+    channel: Channel,
+    options: WorkerOptions,
+    work: F,
+    on_ack: impl Fn(&WorkAck),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Status>
+where
+    F: Fn(LeasedChunk) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
     let work = Arc::new(work);
     let (requests, outbox) = mpsc::channel::<WorkRequest>(options.concurrency as usize * 2 + 4);
     let send = |kind| WorkRequest { kind: Some(kind) };
@@ -132,8 +147,11 @@ where
                     }
                     // An outcome was settled (or refused): there is room for another chunk.
                     // Heartbeat acknowledgements free nothing.
-                    Some(Incoming::Ack(ack)) if ack.kind() != WorkAckKind::Heartbeat => {
-                        let _ = requests.send(send(Outgoing::Credit(WorkCredit { count: 1 }))).await;
+                    Some(Incoming::Ack(ack)) => {
+                        on_ack(&ack);
+                        if ack.kind() != WorkAckKind::Heartbeat {
+                            let _ = requests.send(send(Outgoing::Credit(WorkCredit { count: 1 }))).await;
+                        }
                     }
                     _ => {}
                 },

@@ -7,17 +7,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use retryd_client::tonic::metadata::MetadataValue;
+use retryd_client::auth::ApiKey;
 use retryd_client::tonic::transport::{Channel, Endpoint};
 use retryd_client::tonic::{Request, Status};
 use retryd_client::v1::chunk_queue_client::ChunkQueueClient;
-use retryd_client::v1::work_request::Kind as Outgoing;
-use retryd_client::v1::work_response::Kind as Incoming;
 use retryd_client::v1::{
-    ClaimChunksRequest, CompleteChunkRequest, LeasedChunk, WorkCredit, WorkRequest, WorkStart,
+    ClaimChunksRequest, CompleteChunkRequest, LeasedChunk, WorkAck, WorkAckKind,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use retryd_client::worker::{run_chunks_with_acks, Outcome, WorkerOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -81,14 +78,13 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     }
 }
 
-fn authorized<T>(message: T, api_key: Option<&str>) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(key) = api_key {
-        if let Ok(value) = MetadataValue::try_from(format!("Bearer {key}")) {
-            request.metadata_mut().insert("authorization", value);
-        }
-    }
-    request
+/// The request, with the API key when one is configured.
+fn authorized<T>(message: T, api_key: Option<&str>) -> Result<Request<T>, Status> {
+    let request = Request::new(message);
+    Ok(match api_key {
+        Some(key) => ApiKey::new(key)?.authorize(request),
+        None => request,
+    })
 }
 
 fn report_completed(chunk_id: i64) {
@@ -104,58 +100,34 @@ async fn pretend_work(args: &WorkerArgs) {
     }
 }
 
+/// Works over a Work stream with the client crate's worker helper, printing every completion
+/// the server accepted.
 async fn work_stream(channel: Channel, args: &WorkerArgs, worker_id: &str) -> Result<(), Status> {
-    let mut client = ChunkQueueClient::new(channel);
-    let (requests, outbox) = mpsc::channel::<WorkRequest>(args.concurrency as usize * 2 + 4);
-    let send = |kind| WorkRequest { kind: Some(kind) };
-    let start = WorkStart {
-        queue: args.queue.clone(),
-        worker_id: worker_id.to_owned(),
-        lease_seconds: args.lease_seconds,
-        batch: false,
-    };
-    let _ = requests.send(send(Outgoing::Start(start))).await;
-    let credit = WorkCredit {
-        count: args.concurrency.max(1),
-    };
-    let _ = requests.send(send(Outgoing::Credit(credit))).await;
-    let request = authorized(ReceiverStream::new(outbox), args.api_key.as_deref());
-    let mut responses = client.work(request).await?.into_inner();
-    while let Some(response) = responses.message().await? {
-        match response.kind {
-            Some(Incoming::Chunk(chunk)) => {
-                let requests = requests.clone();
-                let args = args.clone();
-                // Each chunk is worked on its own, as a real worker with several slots would.
-                tokio::spawn(async move {
-                    pretend_work(&args).await;
-                    let complete = CompleteChunkRequest {
-                        chunk_id: chunk.chunk_id,
-                        lease_token: chunk.lease_token,
-                        result: Vec::new(),
-                    };
-                    let _ = requests.send(send(Outgoing::Complete(complete))).await;
-                });
-            }
-            Some(Incoming::Ack(ack)) => {
-                if ack.code == 0 {
-                    report_completed(ack.chunk_id);
-                } else {
-                    tracing::warn!(
-                        chunk_id = ack.chunk_id,
-                        message = ack.message,
-                        "worker: outcome refused"
-                    );
-                }
-                let _ = requests
-                    .send(send(Outgoing::Credit(WorkCredit { count: 1 })))
-                    .await;
-            }
-            // Batches only come to streams that asked for them.
-            _ => {}
+    let mut options = WorkerOptions::new(&args.queue, worker_id);
+    options.concurrency = args.concurrency.max(1);
+    options.lease_seconds = args.lease_seconds;
+    options.api_key = args.api_key.as_deref().map(ApiKey::new).transpose()?;
+    let on_ack = |ack: &WorkAck| {
+        if ack.code == 0 && ack.kind() == WorkAckKind::Complete {
+            report_completed(ack.chunk_id);
+        } else if ack.code != 0 {
+            tracing::warn!(
+                chunk_id = ack.chunk_id,
+                message = ack.message,
+                "worker: outcome refused"
+            );
         }
-    }
-    Err(Status::unavailable("the server ended the stream"))
+    };
+    let args_for_work = args.clone();
+    let no_op = move |_chunk| {
+        let args = args_for_work.clone();
+        async move {
+            pretend_work(&args).await;
+            Outcome::Complete(Vec::new())
+        }
+    };
+    run_chunks_with_acks(channel, options, no_op, on_ack, std::future::pending()).await?;
+    Err(Status::unavailable("the Work stream ended"))
 }
 
 async fn poll(channel: Channel, args: &WorkerArgs, worker_id: &str) -> Result<(), Status> {
@@ -170,7 +142,7 @@ async fn poll(channel: Channel, args: &WorkerArgs, worker_id: &str) -> Result<()
         };
         let chunks = client
             .clone()
-            .claim_chunks(authorized(claim, args.api_key.as_deref()))
+            .claim_chunks(authorized(claim, args.api_key.as_deref())?)
             .await?
             .into_inner()
             .chunks;
@@ -201,7 +173,7 @@ async fn complete_one(
         result: Vec::new(),
     };
     client
-        .complete_chunk(authorized(complete, args.api_key.as_deref()))
+        .complete_chunk(authorized(complete, args.api_key.as_deref())?)
         .await?;
     report_completed(chunk.chunk_id);
     Ok(())
