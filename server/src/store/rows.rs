@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 
-use super::schema::{chunks, jobs};
+use super::schema::{chunks, jobs, task_runs};
 use crate::core::chunks::{ChunkInfo, ChunkStatus, Job, JobStatus, LeasedChunk, NewJob};
 use crate::core::retry::RetryPolicy;
+use crate::core::tasks::{decode_counts, RunKind, RunOutcome, TaskRun};
 use crate::core::{Error, Result, Timestamp};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -183,6 +184,39 @@ impl ChunkRow {
             completed_at: self.completed_at.map(Timestamp::from_micros),
             payload_size: count(payload_size),
             result: self.result,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = task_runs)]
+pub struct TaskRunRow {
+    pub id: i64,
+    pub task: String,
+    pub slot: Option<i64>,
+    pub replica_id: String,
+    pub kind: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub counts: String,
+    pub error: Option<String>,
+}
+
+impl TaskRunRow {
+    pub fn into_run(self) -> Result<TaskRun> {
+        Ok(TaskRun {
+            kind: RunKind::parse(&self.kind)
+                .ok_or_else(|| Error::Internal(format!("unknown run kind {:?}", self.kind)))?,
+            outcome: self.outcome.as_deref().and_then(RunOutcome::parse),
+            counts: decode_counts(&self.counts),
+            id: self.id,
+            task: self.task,
+            slot: self.slot,
+            replica_id: self.replica_id,
+            started_at: Timestamp::from_micros(self.started_at),
+            finished_at: self.finished_at.map(Timestamp::from_micros),
+            error: self.error,
         })
     }
 }

@@ -3,79 +3,15 @@
 macro_rules! impl_task_run_store {
     ($store:ty) => {
         const _: () = {
-            use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+            use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
             use diesel_async::RunQueryDsl;
 
             use $crate::core::chunks::{Page, PageRequest};
             use $crate::core::tasks::*;
-            use $crate::core::{Error, Result, Timestamp};
+            use $crate::core::{Result, Timestamp};
             use $crate::store::error::TxError;
+            use $crate::store::rows::TaskRunRow;
             use $crate::store::schema::task_runs;
-
-            type RunRow = (
-                i64,
-                String,
-                Option<i64>,
-                String,
-                String,
-                i64,
-                Option<i64>,
-                Option<String>,
-                String,
-                Option<String>,
-            );
-
-            const COLUMNS: (
-                task_runs::id,
-                task_runs::task,
-                task_runs::slot,
-                task_runs::replica_id,
-                task_runs::kind,
-                task_runs::started_at,
-                task_runs::finished_at,
-                task_runs::outcome,
-                task_runs::counts,
-                task_runs::error,
-            ) = (
-                task_runs::id,
-                task_runs::task,
-                task_runs::slot,
-                task_runs::replica_id,
-                task_runs::kind,
-                task_runs::started_at,
-                task_runs::finished_at,
-                task_runs::outcome,
-                task_runs::counts,
-                task_runs::error,
-            );
-
-            fn into_run(row: RunRow) -> Result<TaskRun> {
-                let (
-                    id,
-                    task,
-                    slot,
-                    replica_id,
-                    kind,
-                    started_at,
-                    finished_at,
-                    outcome,
-                    counts,
-                    error,
-                ) = row;
-                Ok(TaskRun {
-                    id,
-                    task,
-                    slot,
-                    replica_id,
-                    kind: RunKind::parse(&kind)
-                        .ok_or_else(|| Error::Internal(format!("unknown run kind {kind:?}")))?,
-                    started_at: Timestamp::from_micros(started_at),
-                    finished_at: finished_at.map(Timestamp::from_micros),
-                    outcome: outcome.as_deref().and_then(RunOutcome::parse),
-                    counts: decode_counts(&counts),
-                    error,
-                })
-            }
 
             #[async_trait::async_trait]
             impl $crate::store::TaskRunStore for $store {
@@ -128,14 +64,14 @@ macro_rules! impl_task_run_store {
                         .await
                         .map_err(TxError::from)?;
                     let ids: Vec<i64> = latest.into_iter().flatten().collect();
-                    let rows: Vec<RunRow> = task_runs::table
+                    let rows: Vec<TaskRunRow> = task_runs::table
                         .filter(task_runs::id.eq_any(&ids))
-                        .select(COLUMNS)
+                        .select(TaskRunRow::as_select())
                         .order(task_runs::task.asc())
                         .load(&mut *conn)
                         .await
                         .map_err(TxError::from)?;
-                    rows.into_iter().map(into_run).collect()
+                    rows.into_iter().map(TaskRunRow::into_run).collect()
                 }
 
                 async fn list_task_runs(
@@ -145,7 +81,7 @@ macro_rules! impl_task_run_store {
                 ) -> Result<Page<TaskRun>> {
                     let mut conn = self.conn().await?;
                     let mut query = task_runs::table
-                        .select(COLUMNS)
+                        .select(TaskRunRow::as_select())
                         .order(task_runs::id.desc())
                         .limit(i64::from(page.size) + 1)
                         .into_boxed();
@@ -155,15 +91,18 @@ macro_rules! impl_task_run_store {
                     if let Some(after) = page.after {
                         query = query.filter(task_runs::id.lt(after));
                     }
-                    let mut rows: Vec<RunRow> =
+                    let mut rows: Vec<TaskRunRow> =
                         query.load(&mut *conn).await.map_err(TxError::from)?;
                     let next_after = if rows.len() > page.size as usize {
                         rows.truncate(page.size as usize);
-                        rows.last().map(|row| row.0)
+                        rows.last().map(|row| row.id)
                     } else {
                         None
                     };
-                    let items = rows.into_iter().map(into_run).collect::<Result<_>>()?;
+                    let items = rows
+                        .into_iter()
+                        .map(TaskRunRow::into_run)
+                        .collect::<Result<_>>()?;
                     Ok(Page { items, next_after })
                 }
 
