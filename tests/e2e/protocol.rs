@@ -25,61 +25,53 @@ const SERVICES: &[&str] = &[
     "grpc.health.v1.Health",
 ];
 
+/// The services a reflection version lists: the two versions are the same protocol in two
+/// generated modules.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let request = tonic_reflection::pb::$version::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut client =
+            tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient::new(
+                $channel,
+            );
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            responses.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a service list")
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test]
 async fn reflection_lists_every_service_over_v1_and_v1alpha() {
-    use tonic_reflection::pb::{v1, v1alpha};
     let db = TestDb::sqlite();
     let server = ServerProcess::start(&db.url, &[]);
     let channel = server.channel().await;
-
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in SERVICES {
-        assert!(
-            names.iter().any(|name| name == service),
-            "v1 lists {service}: {names:?}"
-        );
-    }
-
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in SERVICES {
-        assert!(
-            names.iter().any(|name| name == service),
-            "v1alpha lists {service}: {names:?}"
-        );
+    let listed = [
+        ("v1", listed_services!(v1, channel.clone())),
+        ("v1alpha", listed_services!(v1alpha, channel)),
+    ];
+    for (version, names) in &listed {
+        for service in SERVICES {
+            assert!(
+                names.iter().any(|name| name == service),
+                "{version} lists {service}: {names:?}"
+            );
+        }
     }
 }
 
