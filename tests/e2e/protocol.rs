@@ -10,9 +10,7 @@ use std::time::Duration;
 use retryd_client::tonic::Code;
 use retryd_client::v1::chunk_queue_client::ChunkQueueClient;
 use retryd_client::v1::health_client::HealthClient as SystemHealthClient;
-use retryd_client::v1::work_request::Kind as Request;
 use retryd_client::v1::*;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
@@ -213,30 +211,9 @@ async fn sigterm_ends_streams_and_the_process_cleanly() {
         })
         .await
         .unwrap();
-    let (requests, outbox) = tokio::sync::mpsc::channel(4);
-    let start = WorkStart {
-        queue: String::new(),
-        worker_id: "w".into(),
-        lease_seconds: 0,
-        batch: false,
-    };
-    requests
-        .send(WorkRequest {
-            kind: Some(Request::Start(start)),
-        })
-        .await
-        .unwrap();
-    requests
-        .send(WorkRequest {
-            kind: Some(Request::Credit(WorkCredit { count: 1 })),
-        })
-        .await
-        .unwrap();
-    let mut responses = client
-        .work(ReceiverStream::new(outbox))
-        .await
-        .unwrap()
-        .into_inner();
+    // Held open: the stream must be ended by the server, not by the client leaving.
+    let (_requests, mut responses) =
+        crate::support::open_work_stream(&mut client, "", "w", 1).await;
     assert!(
         responses.message().await.unwrap().is_some(),
         "a chunk was pushed"

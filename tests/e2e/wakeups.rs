@@ -6,7 +6,6 @@ use retryd_client::v1::chunk_queue_client::ChunkQueueClient;
 use retryd_client::v1::work_request::Kind as Request;
 use retryd_client::v1::work_response::Kind as Response;
 use retryd_client::v1::*;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::support::server::{write_config, ServerProcess};
 use crate::support::{Engine, TestDb};
@@ -37,30 +36,8 @@ pub async fn new_work_wakes_waiting_claimers_and_streams(engine: Engine) {
     });
 
     // A Work stream with credit, also before any work exists.
-    let (requests, outbox) = tokio::sync::mpsc::channel(4);
-    let start = WorkStart {
-        queue: "pushed".into(),
-        worker_id: "s".into(),
-        lease_seconds: 0,
-        batch: false,
-    };
-    requests
-        .send(WorkRequest {
-            kind: Some(Request::Start(start)),
-        })
-        .await
-        .unwrap();
-    requests
-        .send(WorkRequest {
-            kind: Some(Request::Credit(WorkCredit { count: 1 })),
-        })
-        .await
-        .unwrap();
-    let mut pushed = client
-        .work(ReceiverStream::new(outbox))
-        .await
-        .unwrap()
-        .into_inner();
+    let (requests, mut pushed) =
+        crate::support::open_work_stream(&mut client, "pushed", "s", 1).await;
 
     // Let both reach their wait: the stream has checked for work once it answers a heartbeat.
     let heartbeat = ExtendLeaseRequest {

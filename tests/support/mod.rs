@@ -130,3 +130,42 @@ impl Drop for TestDb {
 
 pub mod server;
 pub mod workers;
+
+/// Opens a Work stream on `queue` (one message each, not batched) with `credits` granted;
+/// returns the sender for further requests and the server's responses.
+pub async fn open_work_stream(
+    client: &mut retryd_client::v1::chunk_queue_client::ChunkQueueClient<
+        retryd_client::tonic::transport::Channel,
+    >,
+    queue: &str,
+    worker_id: &str,
+    credits: u32,
+) -> (
+    tokio::sync::mpsc::Sender<retryd_client::v1::WorkRequest>,
+    retryd_client::tonic::Streaming<retryd_client::v1::WorkResponse>,
+) {
+    use retryd_client::v1::work_request::Kind;
+    use retryd_client::v1::{WorkCredit, WorkRequest, WorkStart};
+    let (requests, outbox) = tokio::sync::mpsc::channel(16);
+    let start = WorkStart {
+        queue: queue.into(),
+        worker_id: worker_id.into(),
+        lease_seconds: 0,
+        batch: false,
+    };
+    for kind in [
+        Kind::Start(start),
+        Kind::Credit(WorkCredit { count: credits }),
+    ] {
+        requests
+            .send(WorkRequest { kind: Some(kind) })
+            .await
+            .unwrap();
+    }
+    let responses = client
+        .work(tokio_stream::wrappers::ReceiverStream::new(outbox))
+        .await
+        .unwrap()
+        .into_inner();
+    (requests, responses)
+}
