@@ -10,6 +10,8 @@ fn main() {
     let manifest_dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let descriptors = compile_contracts(&manifest_dir.join("proto"));
+    // The migrations are embedded at compile time: a new one must rebuild the server.
+    println!("cargo:rerun-if-changed=migrations");
     std::fs::write(
         out_dir.join("retryd_descriptor.bin"),
         descriptors.encode_to_vec(),

@@ -15,22 +15,27 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::blobs;
 use crate::config::Config;
 use crate::core::auth::{NewApiKey, Role};
 use crate::core::{Clock, SystemClock};
+use crate::delivery::Deliveries;
 use crate::events::Events;
 use crate::grpc::chunk_queue::ChunkQueueApi;
 use crate::grpc::generated::chunk_queue_server::ChunkQueueServer;
 use crate::grpc::generated::health_server::HealthServer;
 use crate::grpc::generated::scheduler_server::SchedulerServer;
+use crate::grpc::generated::upload_retry_server::UploadRetryServer;
 use crate::grpc::generated::DESCRIPTOR_SET;
 use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
 use crate::grpc::scheduler::SchedulerApi;
-use crate::scheduler::tasks::{PruneFinishedJobs, RecoverStuckChunks};
+use crate::grpc::upload_retry::UploadRetryApi;
+use crate::scheduler::tasks::{PruneFinishedJobs, PruneUploads, RecoverStuckChunks, UploadSweep};
 use crate::scheduler::{ScheduledTask, Scheduler};
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::ChunkQueueService;
 use crate::service::health::HealthMonitor;
+use crate::service::uploads::UploadService;
 use crate::store::{self, ChangeSink, Store};
 
 pub type AppResult<T> = Result<T, String>;
@@ -81,9 +86,16 @@ pub async fn serve(config: Config) -> AppResult<()> {
         config.limits.clone(),
         Duration::from_millis(config.claim_fallback_poll_ms.max(10)),
     ));
+    let uploads = Arc::new(build_upload_service(&config, &store, &clock)?);
     // Changes other replicas make reach this one's waiting claimers and watchers.
     store.listen_for_changes(Arc::clone(&events) as Arc<dyn ChangeSink>);
-    let scheduler = Arc::new(build_scheduler(&config, &store, &clock, &chunk_queue));
+    let scheduler = Arc::new(build_scheduler(
+        &config,
+        &store,
+        &clock,
+        &chunk_queue,
+        &uploads,
+    ));
     scheduler.spawn(Duration::from_millis(config.scheduler.tick_ms.max(10)));
     let monitor = Arc::new(HealthMonitor::new(
         Arc::clone(&store),
@@ -117,6 +129,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     );
     let health_api = HealthApi::new(Arc::clone(&monitor), Arc::clone(&auth), shutdown.clone());
     let scheduler_api = SchedulerApi::new(scheduler, Arc::clone(&auth), config.limits.clone());
+    let upload_retry_api = UploadRetryApi::new(uploads, Arc::clone(&auth), shutdown.clone());
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -141,6 +154,9 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .add_service(ChunkQueueServer::new(chunk_queue_api).max_decoding_message_size(max_message))
         .add_service(HealthServer::new(health_api).max_decoding_message_size(max_message))
         .add_service(SchedulerServer::new(scheduler_api).max_decoding_message_size(max_message))
+        .add_service(
+            UploadRetryServer::new(upload_retry_api).max_decoding_message_size(max_message),
+        )
         .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(listener)), async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; streams are told to end");
@@ -160,11 +176,30 @@ pub async fn serve(config: Config) -> AppResult<()> {
     Ok(())
 }
 
+fn build_upload_service(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> AppResult<UploadService> {
+    let settings = config.uploads.settings()?;
+    let blobs = blobs::open(&config.uploads.blob_store)?;
+    let deliveries = Deliveries::new(config.uploads.delivery_timeout())?;
+    Ok(UploadService::new(
+        Arc::clone(store),
+        Arc::new(blobs),
+        Arc::new(deliveries),
+        Arc::clone(clock),
+        config.limits.clone(),
+        settings,
+    ))
+}
+
 fn build_scheduler(
     config: &Config,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
     chunk_queue: &Arc<ChunkQueueService>,
+    uploads: &Arc<UploadService>,
 ) -> Scheduler {
     let settings = &config.scheduler;
     let tasks = vec![
@@ -183,6 +218,26 @@ fn build_scheduler(
             }),
             interval: settings.prune_finished_jobs.interval(),
             enabled: settings.prune_finished_jobs.enabled,
+        },
+        ScheduledTask {
+            task: Arc::new(UploadSweep {
+                uploads: Arc::clone(uploads),
+            }),
+            interval: settings.upload_sweep.interval(),
+            enabled: settings.upload_sweep.enabled,
+        },
+        ScheduledTask {
+            task: Arc::new(PruneUploads {
+                uploads: Arc::clone(uploads),
+                retry_log_retention: Duration::from_secs(
+                    config.uploads.retry_log_retention_seconds,
+                ),
+                delivered_content_retention: Duration::from_secs(
+                    config.uploads.delivered_content_retention_seconds,
+                ),
+            }),
+            interval: settings.prune_uploads.interval(),
+            enabled: settings.prune_uploads.enabled,
         },
     ];
     let replica_id = if settings.replica_id.is_empty() {

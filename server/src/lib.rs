@@ -2,8 +2,10 @@
 //! the integration tests can reach the same store and services the server uses.
 
 pub mod app;
+pub mod blobs;
 pub mod config;
 pub mod core;
+pub mod delivery;
 pub mod events;
 pub mod grpc;
 pub mod scheduler;

@@ -6,31 +6,35 @@
 mod support;
 
 mod cases;
+mod uploads;
 
 macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let db = crate::support::TestDb::new(crate::support::Engine::Postgres).await;
-                    crate::cases::$case(db.open().await).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let db = crate::support::TestDb::new(crate::support::Engine::Sqlite).await;
-                    crate::cases::$case(db.open().await).await;
-                }
-            )*
+    ($tests:ident from $cases:ident: $($case:ident),* $(,)?) => {
+        mod $tests {
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        let db = crate::support::TestDb::new(crate::support::Engine::Postgres).await;
+                        crate::$cases::$case(db.open().await).await;
+                    }
+                )*
+            }
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        let db = crate::support::TestDb::new(crate::support::Engine::Sqlite).await;
+                        crate::$cases::$case(db.open().await).await;
+                    }
+                )*
+            }
         }
     };
 }
 
 conformance!(
+    chunk_queue from cases:
     create_is_idempotent_and_conflicts_on_other_content,
     concurrent_creates_of_one_id_make_one_job,
     claims_take_higher_priority_first_then_oldest,
@@ -53,4 +57,19 @@ conformance!(
     api_keys_are_stored_by_hash,
     each_task_slot_is_taken_once,
     pruning_deletes_only_old_finished_jobs,
+);
+
+conformance!(
+    upload_retry from uploads:
+    uploads_are_declared_once,
+    content_resumes_where_it_stopped,
+    a_checksum_mismatch_discards_the_content,
+    recorded_progress_never_moves_back,
+    failed_deliveries_back_off_then_succeed,
+    deliveries_give_up_after_their_attempts_and_a_person_can_retry,
+    flushing_reports_each_named_upload,
+    one_upload_is_never_delivered_by_two_runs_at_once,
+    retry_health_sums_each_source_over_its_window,
+    pruning_removes_old_logs_and_delivered_content,
+    uploads_list_by_owner_and_status_in_pages,
 );

@@ -21,6 +21,12 @@ pub enum Error {
     /// The object is not in a state that allows the call (a stale lease, a finished job).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A position past the end of something (a part past an upload's declared size).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Received content does not match its declared checksum.
+    #[error("{0}")]
+    DataLoss(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

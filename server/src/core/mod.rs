@@ -11,6 +11,7 @@ pub mod limits;
 pub mod retry;
 pub mod tasks;
 pub mod time;
+pub mod uploads;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};

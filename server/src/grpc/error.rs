@@ -12,6 +12,8 @@ pub fn status(err: Error) -> Status {
         Error::NotFound { .. } => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::OutOfRange(_) => Code::OutOfRange,
+        Error::DataLoss(_) => Code::DataLoss,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Unavailable(_) => Code::Unavailable,
@@ -48,6 +50,11 @@ mod tests {
             status(Error::too_large("chunks", "x")).code(),
             Code::ResourceExhausted
         );
+        assert_eq!(
+            status(Error::OutOfRange("past the end".into())).code(),
+            Code::OutOfRange
+        );
+        assert_eq!(status(Error::DataLoss("sha".into())).code(), Code::DataLoss);
         assert_eq!(
             status(Error::Unavailable("db".into())).code(),
             Code::Unavailable

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod health;
 pub mod scheduler;
+pub mod upload_retry;
 mod work;
 
 use crate::core::auth::Permission;

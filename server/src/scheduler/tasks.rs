@@ -9,6 +9,7 @@ use super::Task;
 use crate::core::tasks::TaskCounts;
 use crate::core::{Clock, Result};
 use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::uploads::UploadService;
 use crate::store::Store;
 
 pub const RECOVER_STUCK_CHUNKS: &str = "recover_stuck_chunks";
@@ -65,5 +66,55 @@ impl Task for PruneFinishedJobs {
         }
         let runs = self.store.prune_task_runs(before).await?;
         Ok(vec![("jobs".into(), jobs), ("task_runs".into(), runs)])
+    }
+}
+
+pub const UPLOAD_SWEEP: &str = "upload_sweep";
+pub const PRUNE_UPLOADS: &str = "prune_uploads";
+
+/// Delivers uploads whose backoff is over and takes over deliveries whose replica died (the
+/// seed's cron safety net); logged as a retry run with source "scheduled".
+pub struct UploadSweep {
+    pub uploads: Arc<UploadService>,
+}
+
+#[async_trait]
+impl Task for UploadSweep {
+    fn name(&self) -> &'static str {
+        UPLOAD_SWEEP
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let report = self.uploads.sweep().await?;
+        Ok(vec![
+            ("attempted".into(), u64::from(report.run.attempted)),
+            ("succeeded".into(), u64::from(report.run.succeeded)),
+            ("failed".into(), u64::from(report.run.failed)),
+        ])
+    }
+}
+
+/// Removes retry logs past their retention and the content of uploads delivered long ago.
+pub struct PruneUploads {
+    pub uploads: Arc<UploadService>,
+    pub retry_log_retention: Duration,
+    pub delivered_content_retention: Duration,
+}
+
+#[async_trait]
+impl Task for PruneUploads {
+    fn name(&self) -> &'static str {
+        PRUNE_UPLOADS
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let (logs, contents) = self
+            .uploads
+            .prune(self.retry_log_retention, self.delivered_content_retention)
+            .await?;
+        Ok(vec![
+            ("retry_runs".into(), logs),
+            ("contents".into(), contents),
+        ])
     }
 }

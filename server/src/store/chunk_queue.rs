@@ -234,15 +234,8 @@ macro_rules! impl_chunk_store {
                     if let Some(after) = page.after {
                         query = query.filter(jobs::id.lt(after));
                     }
-                    let mut rows: Vec<JobRow> = query.load(&mut *conn).await.map_err(TxError::from)?;
-                    let next_after = if rows.len() > page.size as usize {
-                        rows.truncate(page.size as usize);
-                        rows.last().map(|row| row.id)
-                    } else {
-                        None
-                    };
-                    let items = rows.into_iter().map(JobRow::into_job).collect::<Result<_>>()?;
-                    Ok(Page { items, next_after })
+                    let rows: Vec<JobRow> = query.load(&mut *conn).await.map_err(TxError::from)?;
+                    $crate::store::paging::keyset_page(rows, page.size, |row| row.id, JobRow::into_job)
                 }
 
                 async fn cancel_job(&self, job_id: &str, now: Timestamp) -> Result<Job> {
@@ -578,18 +571,13 @@ macro_rules! impl_chunk_store {
                     if let Some(after) = page.after {
                         query = query.filter(chunks::chunk_index.gt(after as i32));
                     }
-                    let mut rows: Vec<(ChunkRow, i32)> = query.load(&mut *conn).await.map_err(TxError::from)?;
-                    let next_after = if rows.len() > page.size as usize {
-                        rows.truncate(page.size as usize);
-                        rows.last().map(|(row, _)| i64::from(row.chunk_index))
-                    } else {
-                        None
-                    };
-                    let items = rows
-                        .into_iter()
-                        .map(|(row, size)| row.into_info(size))
-                        .collect::<Result<_>>()?;
-                    Ok(Page { items, next_after })
+                    let rows: Vec<(ChunkRow, i32)> = query.load(&mut *conn).await.map_err(TxError::from)?;
+                    $crate::store::paging::keyset_page(
+                        rows,
+                        page.size,
+                        |(row, _)| i64::from(row.chunk_index),
+                        |(row, size)| row.into_info(size),
+                    )
                 }
 
                 async fn queue_depths(&self) -> Result<Vec<QueueDepth>> {

@@ -17,17 +17,24 @@ use crate::core::chunks::{
     QueueDepth, RecoverOutcome,
 };
 use crate::core::tasks::{NewTaskRun, RunOutcome, TaskCounts, TaskRun};
+use crate::core::uploads::{
+    DeliveryLease, DeliveryReport, DeliverySelection, NewRetryRun, NewUpload, RetryRun,
+    RetryRunFilter, SourceHealth, Upload, UploadFilter,
+};
 use crate::core::{Result, Timestamp};
 
 mod chunk_queue;
 mod error;
 mod keys;
 mod migrate;
+mod paging;
 pub mod postgres;
 mod rows;
 mod schema;
 pub mod sqlite;
 mod task_runs;
+mod upload_rows;
+mod uploads;
 
 #[async_trait]
 pub trait ChunkStore: Send + Sync {
@@ -110,6 +117,85 @@ pub trait TaskRunStore: Send + Sync {
     async fn prune_task_runs(&self, before: Timestamp) -> Result<u64>;
 }
 
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Declares an upload whose content will live under `blob_key`, or returns the existing one
+    /// when `upload_id` is taken by the same declaration (AlreadyExists when it differs).
+    async fn create_upload(
+        &self,
+        upload: &NewUpload,
+        blob_key: String,
+        now: Timestamp,
+    ) -> Result<Upload>;
+    async fn get_upload(&self, upload_id: &str) -> Result<Upload>;
+    /// The uploads among `upload_ids` that exist, in no particular order.
+    async fn find_uploads(&self, upload_ids: &[String]) -> Result<Vec<Upload>>;
+    /// Newest first.
+    async fn list_uploads(&self, filter: &UploadFilter, page: PageRequest) -> Result<Page<Upload>>;
+    /// Records that the first `received_bytes` bytes are durable in the blob store. Progress
+    /// never moves back, and only an upload that takes content moves. Returns the upload after.
+    async fn record_received(
+        &self,
+        upload_id: &str,
+        received_bytes: u64,
+        now: Timestamp,
+    ) -> Result<Upload>;
+    /// The content is complete and verified: STORED, with its first delivery due at
+    /// `deliver_at`. FailedPrecondition when the upload takes no content any more.
+    async fn mark_stored(
+        &self,
+        upload_id: &str,
+        deliver_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Upload>;
+    /// The content did not match its checksum: FAILED with `reason`, progress back to 0.
+    async fn mark_content_rejected(
+        &self,
+        upload_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Upload>;
+    /// Hands up to `limit` uploads to delivery attempts: each becomes DELIVERING under a fresh
+    /// token, leased until `lease_until`, its attempt counted. Never hands one upload to two
+    /// live attempts; an attempt whose lease ran out is taken over.
+    async fn claim_deliveries(
+        &self,
+        selection: &DeliverySelection,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<DeliveryLease>>;
+    /// Extends a running attempt's lease; false when the attempt no longer holds the upload.
+    async fn extend_delivery(
+        &self,
+        upload_id: &str,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool>;
+    /// Records how an attempt ended. `None` when the attempt no longer held the upload (its
+    /// lease ran out and another run took it over): nothing changes.
+    async fn finish_delivery(
+        &self,
+        upload_id: &str,
+        token: &str,
+        report: &DeliveryReport,
+        now: Timestamp,
+    ) -> Result<Option<Upload>>;
+    async fn insert_retry_run(&self, run: &NewRetryRun) -> Result<RetryRun>;
+    /// Newest first.
+    async fn list_retry_runs(
+        &self,
+        filter: &RetryRunFilter,
+        page: PageRequest,
+    ) -> Result<Page<RetryRun>>;
+    /// Runs started in [from, until], summed per source (sources without runs are left out).
+    async fn retry_run_sums(&self, from: Timestamp, until: Timestamp) -> Result<Vec<SourceHealth>>;
+    async fn prune_retry_runs(&self, before: Timestamp) -> Result<u64>;
+    /// Up to `limit` delivered uploads whose content is still kept, delivered before `before`.
+    async fn delivered_content_before(&self, before: Timestamp, limit: u32) -> Result<Vec<Upload>>;
+    async fn mark_content_pruned(&self, upload_id: &str, now: Timestamp) -> Result<()>;
+}
+
 /// Decides which replica runs the scheduled tasks.
 #[async_trait]
 pub trait LeaderElector: Send + Sync {
@@ -128,7 +214,7 @@ pub trait ChangeSink: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: ChunkStore + KeyStore + TaskRunStore {
+pub trait Store: ChunkStore + KeyStore + TaskRunStore + UploadStore {
     /// "postgres" or "sqlite".
     fn engine(&self) -> &'static str;
     /// A trivial query: is the database there?

@@ -70,3 +70,42 @@ diesel::table! {
         error -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    uploads (id) {
+        id -> BigInt,
+        upload_id -> Text,
+        owner -> Text,
+        file_name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        destination -> Nullable<Text>,
+        blob_key -> Text,
+        status -> Text,
+        received_bytes -> BigInt,
+        failure_reason -> Nullable<Text>,
+        delivery_attempts -> Integer,
+        max_delivery_attempts -> Integer,
+        next_delivery_at -> Nullable<BigInt>,
+        delivery_token -> Nullable<Text>,
+        delivery_lease_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        stored_at -> Nullable<BigInt>,
+        delivered_at -> Nullable<BigInt>,
+        content_pruned_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    upload_retry_runs (id) {
+        id -> BigInt,
+        source -> Text,
+        attempted -> Integer,
+        succeeded -> Integer,
+        failed -> Integer,
+        started_at -> BigInt,
+        finished_at -> BigInt,
+    }
+}

@@ -91,19 +91,14 @@ macro_rules! impl_task_run_store {
                     if let Some(after) = page.after {
                         query = query.filter(task_runs::id.lt(after));
                     }
-                    let mut rows: Vec<TaskRunRow> =
+                    let rows: Vec<TaskRunRow> =
                         query.load(&mut *conn).await.map_err(TxError::from)?;
-                    let next_after = if rows.len() > page.size as usize {
-                        rows.truncate(page.size as usize);
-                        rows.last().map(|row| row.id)
-                    } else {
-                        None
-                    };
-                    let items = rows
-                        .into_iter()
-                        .map(TaskRunRow::into_run)
-                        .collect::<Result<_>>()?;
-                    Ok(Page { items, next_after })
+                    $crate::store::paging::keyset_page(
+                        rows,
+                        page.size,
+                        |row| row.id,
+                        TaskRunRow::into_run,
+                    )
                 }
 
                 async fn prune_task_runs(&self, before: Timestamp) -> Result<u64> {

@@ -16,6 +16,7 @@ use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::{ClaimedRow, NewJobRow, SettledRow};
 use super::task_runs::impl_task_run_store;
+use super::uploads::impl_upload_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings};
 use crate::core::chunks::{ClaimRequest, Completion, NewJob};
 use crate::core::{Result, Timestamp};
@@ -219,3 +220,4 @@ impl PgStore {
 impl_chunk_store!(PgStore, AsyncPgConnection, transaction);
 impl_key_store!(PgStore, "postgres");
 impl_task_run_store!(PgStore);
+impl_upload_store!(PgStore, AsyncPgConnection, transaction);

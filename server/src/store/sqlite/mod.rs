@@ -20,6 +20,7 @@ use super::keys::impl_key_store;
 use super::rows::{to_i32, ClaimedRow, NewChunkRow, NewJobRow};
 use super::schema::{chunks, jobs};
 use super::task_runs::impl_task_run_store;
+use super::uploads::impl_upload_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings, SoleLeader};
 use crate::core::chunks::{ClaimRequest, Completion, NewJob};
 use crate::core::{Error, Result, Timestamp};
@@ -245,3 +246,4 @@ fn database_path(url: &str) -> Result<PathBuf> {
 impl_chunk_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_key_store!(SqliteStore, "sqlite");
 impl_task_run_store!(SqliteStore);
+impl_upload_store!(SqliteStore, SqliteConn, immediate_transaction);

@@ -1,5 +1,7 @@
 //! Conversions between protobuf messages and domain types.
 
+pub mod uploads;
+
 use retryd_client::v1 as pb;
 
 use crate::core::chunks::{

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::core::limits::Limits;
 use crate::store::PoolSettings;
 
+mod uploads;
+
+pub use uploads::UploadsConfig;
+
 pub const DEFAULT_CONFIG_FILE: &str = "retryd.toml";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://retryd-data/retryd.db";
 
@@ -107,6 +111,7 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
+    pub uploads: UploadsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +125,10 @@ pub struct SchedulerConfig {
     pub replica_id: String,
     pub recover_stuck_chunks: TaskConfig,
     pub prune_finished_jobs: TaskConfig,
+    /// Delivers uploads whose backoff is over (the seed's cron every 10 minutes).
+    pub upload_sweep: TaskConfig,
+    /// Removes old retry logs and delivered content (see `[uploads]` for the retentions).
+    pub prune_uploads: TaskConfig,
     /// Finished jobs (and run records) older than this are pruned.
     pub finished_job_retention_seconds: u64,
 }
@@ -151,6 +160,8 @@ impl Default for SchedulerConfig {
             replica_id: String::new(),
             recover_stuck_chunks: TaskConfig::every(60),
             prune_finished_jobs: TaskConfig::every(3_600),
+            upload_sweep: TaskConfig::every(600),
+            prune_uploads: TaskConfig::every(3_600),
             finished_job_retention_seconds: 7 * 24 * 3600,
         }
     }
@@ -171,6 +182,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             limits: Limits::default(),
             scheduler: SchedulerConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }

@@ -1,0 +1,2 @@
+DROP TABLE upload_retry_runs;
+DROP TABLE uploads;
