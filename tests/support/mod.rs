@@ -128,6 +128,7 @@ impl Drop for TestDb {
     }
 }
 
+pub mod http_sink;
 pub mod server;
 pub mod workers;
 

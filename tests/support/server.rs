@@ -12,6 +12,9 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_retryd");
 pub struct ServerProcess {
     child: Child,
     pub address: String,
+    /// The server's working directory: relative default paths (the blob store) land here,
+    /// never in the source tree or another test's.
+    _workdir: tempfile::TempDir,
 }
 
 impl ServerProcess {
@@ -23,7 +26,9 @@ impl ServerProcess {
 
     /// Like `start`, but returns what the process printed if it exits instead of listening.
     pub fn try_start(database_url: &str, extra_args: &[&str]) -> Result<Self, String> {
+        let workdir = tempfile::tempdir().expect("server working directory");
         let mut command = Command::new(BINARY);
+        command.current_dir(workdir.path());
         command.args(["serve", "--database-url", database_url]);
         if !extra_args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
@@ -52,7 +57,11 @@ impl ServerProcess {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, address })
+        Ok(Self {
+            child,
+            address,
+            _workdir: workdir,
+        })
     }
 
     pub fn url(&self) -> String {
