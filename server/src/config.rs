@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::core::limits::Limits;
+use crate::core::sync::SyncSettings;
 use crate::store::PoolSettings;
 
 pub const DEFAULT_CONFIG_FILE: &str = "retryd.toml";
@@ -107,6 +108,8 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
+    /// SyncRetry: snapshot retention and error classification rules.
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +125,13 @@ pub struct SchedulerConfig {
     pub prune_finished_jobs: TaskConfig,
     /// Finished jobs (and run records) older than this are pruned.
     pub finished_job_retention_seconds: u64,
+    /// SyncRetry's retry processor.
+    pub process_sync_retries: TaskConfig,
+    /// Most retries one processor run makes claimable.
+    pub sync_retry_batch: u32,
+    pub prune_sync_retries: TaskConfig,
+    /// Finished sync tasks and failure logs older than this are pruned.
+    pub sync_retry_retention_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +162,10 @@ impl Default for SchedulerConfig {
             recover_stuck_chunks: TaskConfig::every(60),
             prune_finished_jobs: TaskConfig::every(3_600),
             finished_job_retention_seconds: 7 * 24 * 3600,
+            process_sync_retries: TaskConfig::every(120),
+            sync_retry_batch: 10,
+            prune_sync_retries: TaskConfig::every(3_600),
+            sync_retry_retention_seconds: 7 * 24 * 3600,
         }
     }
 }
@@ -171,6 +185,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             limits: Limits::default(),
             scheduler: SchedulerConfig::default(),
+            sync: SyncSettings::default(),
         }
     }
 }

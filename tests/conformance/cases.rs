@@ -1010,3 +1010,6 @@ pub async fn a_completion_batch_settles_each_item_on_its_own(store: Arc<dyn Stor
         "the stale completion changed nothing"
     );
 }
+
+// SyncRetry's cases live in their own file.
+pub use super::sync_cases::*;

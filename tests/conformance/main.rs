@@ -6,6 +6,7 @@
 mod support;
 
 mod cases;
+mod sync_cases;
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -53,4 +54,13 @@ conformance!(
     api_keys_are_stored_by_hash,
     each_task_slot_is_taken_once,
     pruning_deletes_only_old_finished_jobs,
+    sync_retries_back_off_5_10_20_minutes_then_stop,
+    errors_are_classified_by_rule_and_non_recoverable_wins,
+    connection_health_follows_failures_and_recovers,
+    empty_or_corrupt_data_never_replaces_good_data,
+    snapshots_beyond_the_retention_are_pruned,
+    each_conflict_strategy_settles_an_offline_edit,
+    manual_conflicts_are_resolved_by_a_person,
+    pushes_are_idempotent_per_change_id,
+    pulling_from_a_cursor_returns_later_changes_in_order,
 );

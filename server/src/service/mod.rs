@@ -6,3 +6,4 @@ pub mod auth;
 pub mod chunk_queue;
 pub mod health;
 pub mod paging;
+pub mod sync_retry;

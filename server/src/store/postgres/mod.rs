@@ -15,6 +15,8 @@ use super::chunk_queue::impl_chunk_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::{ClaimedRow, NewJobRow, SettledRow};
+use super::sync::impl_sync_store;
+use super::sync_records::impl_sync_record_queries;
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings};
 use crate::core::chunks::{ClaimRequest, Completion, NewJob};
@@ -219,3 +221,5 @@ impl PgStore {
 impl_chunk_store!(PgStore, AsyncPgConnection, transaction);
 impl_key_store!(PgStore, "postgres");
 impl_task_run_store!(PgStore);
+impl_sync_store!(PgStore, AsyncPgConnection, transaction);
+impl_sync_record_queries!(PgStore, AsyncPgConnection);

@@ -19,6 +19,8 @@ use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::{to_i32, ClaimedRow, NewChunkRow, NewJobRow};
 use super::schema::{chunks, jobs};
+use super::sync::impl_sync_store;
+use super::sync_records::impl_sync_record_queries;
 use super::task_runs::impl_task_run_store;
 use super::{migrate, ChangeSink, LeaderElector, PoolSettings, SoleLeader};
 use crate::core::chunks::{ClaimRequest, Completion, NewJob};
@@ -245,3 +247,5 @@ fn database_path(url: &str) -> Result<PathBuf> {
 impl_chunk_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_key_store!(SqliteStore, "sqlite");
 impl_task_run_store!(SqliteStore);
+impl_sync_store!(SqliteStore, SqliteConn, immediate_transaction);
+impl_sync_record_queries!(SqliteStore, SqliteConn);
