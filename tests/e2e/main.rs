@@ -33,5 +33,6 @@ mod batches;
 mod bench;
 mod client_worker;
 mod protocol;
+mod sync_retry;
 mod wakeups;
 mod workers;
