@@ -25,16 +25,20 @@ use crate::grpc::chunk_queue::ChunkQueueApi;
 use crate::grpc::generated::chunk_queue_server::ChunkQueueServer;
 use crate::grpc::generated::health_server::HealthServer;
 use crate::grpc::generated::scheduler_server::SchedulerServer;
+use crate::grpc::generated::sync_retry_server::SyncRetryServer;
 use crate::grpc::generated::upload_retry_server::UploadRetryServer;
 use crate::grpc::generated::DESCRIPTOR_SET;
 use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
 use crate::grpc::scheduler::SchedulerApi;
+use crate::grpc::sync_retry::SyncRetryApi;
 use crate::grpc::upload_retry::UploadRetryApi;
+use crate::scheduler::tasks::{ProcessSyncRetries, PruneSyncRetries};
 use crate::scheduler::tasks::{PruneFinishedJobs, PruneUploads, RecoverStuckChunks, UploadSweep};
 use crate::scheduler::{ScheduledTask, Scheduler};
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::ChunkQueueService;
 use crate::service::health::HealthMonitor;
+use crate::service::sync_retry::SyncRetryService;
 use crate::service::uploads::UploadService;
 use crate::store::{self, ChangeSink, Store};
 
@@ -87,15 +91,20 @@ pub async fn serve(config: Config) -> AppResult<()> {
         Duration::from_millis(config.claim_fallback_poll_ms.max(10)),
     ));
     let uploads = Arc::new(build_upload_service(&config, &store, &clock)?);
+    let sync_retry = Arc::new(
+        SyncRetryService::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            config.limits.clone(),
+            &config.sync,
+        )
+        .map_err(|err| format!("invalid [sync] settings: {err}"))?,
+    );
     // Changes other replicas make reach this one's waiting claimers and watchers.
     store.listen_for_changes(Arc::clone(&events) as Arc<dyn ChangeSink>);
-    let scheduler = Arc::new(build_scheduler(
-        &config,
-        &store,
-        &clock,
-        &chunk_queue,
-        &uploads,
-    ));
+    let mut scheduler = build_scheduler(&config, &store, &clock, &chunk_queue, &uploads);
+    scheduler.add_tasks(sync_retry_tasks(&config, &sync_retry));
+    let scheduler = Arc::new(scheduler);
     scheduler.spawn(Duration::from_millis(config.scheduler.tick_ms.max(10)));
     let monitor = Arc::new(HealthMonitor::new(
         Arc::clone(&store),
@@ -130,6 +139,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let health_api = HealthApi::new(Arc::clone(&monitor), Arc::clone(&auth), shutdown.clone());
     let scheduler_api = SchedulerApi::new(scheduler, Arc::clone(&auth), config.limits.clone());
     let upload_retry_api = UploadRetryApi::new(uploads, Arc::clone(&auth), shutdown.clone());
+    let sync_retry_api = SyncRetryApi::new(sync_retry, Arc::clone(&auth));
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -157,6 +167,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .add_service(
             UploadRetryServer::new(upload_retry_api).max_decoding_message_size(max_message),
         )
+        .add_service(SyncRetryServer::new(sync_retry_api).max_decoding_message_size(max_message))
         .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(listener)), async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; streams are told to end");
@@ -252,6 +263,29 @@ fn build_scheduler(
         store.leader_elector(),
         replica_id,
     )
+}
+
+/// SyncRetry's scheduled tasks: the retry processor and the pruning of finished retries.
+fn sync_retry_tasks(config: &Config, sync_retry: &Arc<SyncRetryService>) -> Vec<ScheduledTask> {
+    let settings = &config.scheduler;
+    vec![
+        ScheduledTask {
+            task: Arc::new(ProcessSyncRetries {
+                sync: Arc::clone(sync_retry),
+                batch: settings.sync_retry_batch.max(1),
+            }),
+            interval: settings.process_sync_retries.interval(),
+            enabled: settings.process_sync_retries.enabled,
+        },
+        ScheduledTask {
+            task: Arc::new(PruneSyncRetries {
+                sync: Arc::clone(sync_retry),
+                retention: Duration::from_secs(settings.sync_retry_retention_seconds),
+            }),
+            interval: settings.prune_sync_retries.interval(),
+            enabled: settings.prune_sync_retries.enabled,
+        },
+    ]
 }
 
 /// Host, process and a random suffix: unique among replicas, readable in run records.

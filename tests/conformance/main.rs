@@ -6,6 +6,7 @@
 mod support;
 
 mod cases;
+mod sync_cases;
 mod uploads;
 
 macro_rules! conformance {
@@ -72,4 +73,17 @@ conformance!(
     retry_health_sums_each_source_over_its_window,
     pruning_removes_old_logs_and_delivered_content,
     uploads_list_by_owner_and_status_in_pages,
+);
+
+conformance!(
+    sync_retry from sync_cases:
+    sync_retries_back_off_5_10_20_minutes_then_stop,
+    errors_are_classified_by_rule_and_non_recoverable_wins,
+    connection_health_follows_failures_and_recovers,
+    empty_or_corrupt_data_never_replaces_good_data,
+    snapshots_beyond_the_retention_are_pruned,
+    each_conflict_strategy_settles_an_offline_edit,
+    manual_conflicts_are_resolved_by_a_person,
+    pushes_are_idempotent_per_change_id,
+    pulling_from_a_cursor_returns_later_changes_in_order,
 );

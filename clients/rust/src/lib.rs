@@ -17,6 +17,7 @@
 //! ```
 
 pub mod auth;
+pub mod sync_worker;
 pub mod worker;
 
 /// Package `retryd.v1`: messages and clients.

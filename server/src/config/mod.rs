@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::core::limits::Limits;
+use crate::core::sync::SyncSettings;
 use crate::store::PoolSettings;
 
 mod uploads;
@@ -112,6 +113,8 @@ pub struct Config {
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
     pub uploads: UploadsConfig,
+    /// SyncRetry: snapshot retention and error classification rules.
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +134,13 @@ pub struct SchedulerConfig {
     pub prune_uploads: TaskConfig,
     /// Finished jobs (and run records) older than this are pruned.
     pub finished_job_retention_seconds: u64,
+    /// SyncRetry's retry processor.
+    pub process_sync_retries: TaskConfig,
+    /// Most retries one processor run makes claimable.
+    pub sync_retry_batch: u32,
+    pub prune_sync_retries: TaskConfig,
+    /// Finished sync tasks and failure logs older than this are pruned.
+    pub sync_retry_retention_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +173,10 @@ impl Default for SchedulerConfig {
             upload_sweep: TaskConfig::every(600),
             prune_uploads: TaskConfig::every(3_600),
             finished_job_retention_seconds: 7 * 24 * 3600,
+            process_sync_retries: TaskConfig::every(120),
+            sync_retry_batch: 10,
+            prune_sync_retries: TaskConfig::every(3_600),
+            sync_retry_retention_seconds: 7 * 24 * 3600,
         }
     }
 }
@@ -183,6 +197,7 @@ impl Default for Config {
             limits: Limits::default(),
             scheduler: SchedulerConfig::default(),
             uploads: UploadsConfig::default(),
+            sync: SyncSettings::default(),
         }
     }
 }

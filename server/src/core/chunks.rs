@@ -29,6 +29,9 @@ macro_rules! status_enum {
     };
 }
 
+// Other domains name their statuses the same way.
+pub(crate) use status_enum;
+
 status_enum!(
     /// A job's overall status, derived from its chunks.
     JobStatus {

@@ -28,6 +28,10 @@ pub struct Limits {
     pub max_page_size: u32,
     /// Largest gRPC message the server accepts, in bytes.
     pub max_message_bytes: usize,
+    /// SyncRetry: the largest snapshot a sync may report, in bytes.
+    pub max_snapshot_bytes: u64,
+    /// SyncRetry: most record changes one PushChanges may carry.
+    pub max_changes_per_push: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +48,8 @@ impl Default for Limits {
             max_wait_seconds: 60,
             max_page_size: 1_000,
             max_message_bytes: 64 * 1024 * 1024,
+            max_snapshot_bytes: 256 * 1024 * 1024,
+            max_changes_per_push: 1_000,
         }
     }
 }
@@ -134,13 +140,19 @@ impl Limits {
         if value.is_empty() {
             return Ok(DEFAULT_QUEUE.to_owned());
         }
-        let value = self.id("queue", value)?;
+        self.name("queue", value)
+    }
+
+    /// A required name (queue, data type, collection): letters, digits, `-`, `_`, `.` and `:`
+    /// only.
+    pub fn name(&self, field: &str, value: String) -> Result<String> {
+        let value = self.id(field, value)?;
         if !value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
         {
             return Err(Error::invalid(
-                "queue",
+                field,
                 "only ASCII letters, digits and - _ . : are allowed",
             ));
         }
@@ -231,25 +243,35 @@ impl Limits {
     }
 
     pub fn chunk_id(&self, value: i64) -> Result<i64> {
-        if value <= 0 {
-            return Err(Error::invalid("chunk_id", "must be positive"));
-        }
-        Ok(value)
+        positive_id("chunk_id", value)
     }
+}
+
+/// A backoff multiplier as a client sends it (`retry_policy.multiplier`): 0 means `default`.
+pub(crate) fn backoff_multiplier(requested: f64, default: f64) -> Result<f64> {
+    if requested == 0.0 {
+        Ok(default)
+    } else if requested.is_finite() && (1.0..=100.0).contains(&requested) {
+        Ok(requested)
+    } else {
+        Err(Error::invalid(
+            "retry_policy.multiplier",
+            "must be between 1 and 100",
+        ))
+    }
+}
+
+/// A database id a client sends back: positive.
+pub(crate) fn positive_id(field: &str, value: i64) -> Result<i64> {
+    if value <= 0 {
+        return Err(Error::invalid(field, "must be positive"));
+    }
+    Ok(value)
 }
 
 fn retry_policy(input: RetryPolicyInput) -> Result<RetryPolicy> {
     let defaults = RetryPolicy::default();
-    let multiplier = if input.multiplier == 0.0 {
-        defaults.multiplier
-    } else if input.multiplier.is_finite() && (1.0..=100.0).contains(&input.multiplier) {
-        input.multiplier
-    } else {
-        return Err(Error::invalid(
-            "retry_policy.multiplier",
-            "must be between 1 and 100",
-        ));
-    };
+    let multiplier = backoff_multiplier(input.multiplier, defaults.multiplier)?;
     let initial = match input.initial_backoff_ms {
         0 => defaults.initial_backoff,
         ms => Duration::from_millis(u64::from(ms)),

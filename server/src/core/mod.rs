@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod limits;
 pub mod retry;
+pub mod sync;
 pub mod tasks;
 pub mod time;
 pub mod uploads;

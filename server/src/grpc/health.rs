@@ -24,6 +24,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "retryd.v1.ChunkQueue",
     "retryd.v1.Health",
     "retryd.v1.Scheduler",
+    "retryd.v1.SyncRetry",
 ];
 
 pub struct HealthApi {

@@ -6,6 +6,8 @@ pub mod convert;
 pub mod error;
 pub mod health;
 pub mod scheduler;
+pub mod sync_convert;
+pub mod sync_retry;
 pub mod upload_retry;
 mod work;
 

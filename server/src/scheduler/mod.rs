@@ -73,6 +73,11 @@ impl Scheduler {
         }
     }
 
+    /// Adds tasks before the scheduler starts (each service brings its own).
+    pub fn add_tasks(&mut self, tasks: Vec<ScheduledTask>) {
+        self.tasks.extend(tasks);
+    }
+
     pub fn replica_id(&self) -> &str {
         &self.replica_id
     }

@@ -9,6 +9,7 @@ use super::Task;
 use crate::core::tasks::TaskCounts;
 use crate::core::{Clock, Result};
 use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::sync_retry::SyncRetryService;
 use crate::service::uploads::UploadService;
 use crate::store::Store;
 
@@ -116,5 +117,50 @@ impl Task for PruneUploads {
             ("retry_runs".into(), logs),
             ("contents".into(), contents),
         ])
+    }
+}
+
+pub const PROCESS_SYNC_RETRIES: &str = "process_sync_retries";
+pub const PRUNE_SYNC_RETRIES: &str = "prune_sync_retries";
+
+/// SyncRetry's retry processor (the seed's process-sync-retries): sync leases that expired
+/// count as recoverable failures, then up to `batch` retries whose time has come become
+/// claimable.
+pub struct ProcessSyncRetries {
+    pub sync: Arc<SyncRetryService>,
+    pub batch: u32,
+}
+
+#[async_trait]
+impl Task for ProcessSyncRetries {
+    fn name(&self) -> &'static str {
+        PROCESS_SYNC_RETRIES
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let (expired, released) = self.sync.process_retries(self.batch).await?;
+        Ok(vec![
+            ("expired".into(), u64::from(expired)),
+            ("released".into(), u64::from(released)),
+        ])
+    }
+}
+
+/// Deletes finished sync tasks and failure logs older than the retention (7 days by default),
+/// and snapshots whose upload was abandoned as long ago.
+pub struct PruneSyncRetries {
+    pub sync: Arc<SyncRetryService>,
+    pub retention: Duration,
+}
+
+#[async_trait]
+impl Task for PruneSyncRetries {
+    fn name(&self) -> &'static str {
+        PRUNE_SYNC_RETRIES
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let pruned = self.sync.prune(self.retention).await?;
+        Ok(vec![("pruned".into(), pruned)])
     }
 }

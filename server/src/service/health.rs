@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::core::chunks::QueueDepth;
+use crate::core::sync::ConnectionHealth;
 use crate::core::{Clock, Result, Timestamp};
 use crate::scheduler::{Scheduler, TaskStatus};
 use crate::store::Store;
@@ -27,6 +28,8 @@ pub struct SystemHealth {
     pub replica_id: String,
     pub scheduler_leader: bool,
     pub checked_at: Timestamp,
+    /// SyncRetry's connection health per data type.
+    pub connections: Vec<ConnectionHealth>,
 }
 
 impl SystemHealth {
@@ -98,13 +101,14 @@ impl HealthMonitor {
     /// and the scheduled tasks' last runs.
     pub async fn snapshot(&self) -> Result<SystemHealth> {
         let database = self.check_database().await;
-        let (queues, tasks) = if database.reachable {
+        let (queues, tasks, connections) = if database.reachable {
             (
                 self.store.queue_depths().await.unwrap_or_default(),
                 self.scheduler.status().await.unwrap_or_default(),
+                self.store.connection_health(None).await.unwrap_or_default(),
             )
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
         Ok(SystemHealth {
             database,
@@ -113,6 +117,7 @@ impl HealthMonitor {
             replica_id: self.scheduler.replica_id().to_owned(),
             scheduler_leader: self.scheduler.is_leader(),
             checked_at: self.clock.now(),
+            connections,
         })
     }
 }

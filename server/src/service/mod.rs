@@ -6,4 +6,5 @@ pub mod auth;
 pub mod chunk_queue;
 pub mod health;
 pub mod paging;
+pub mod sync_retry;
 pub mod uploads;

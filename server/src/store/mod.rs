@@ -16,6 +16,14 @@ use crate::core::chunks::{
     Failure, Job, JobFilter, JobProgress, JobStatus, LeasedChunk, NewJob, Page, PageRequest,
     QueueDepth, RecoverOutcome,
 };
+use crate::core::sync::records::{
+    ChangeResult, Conflict, ConflictFilter, PulledChanges, Push, Resolution,
+};
+use crate::core::sync::snapshots::{CompletedSync, SnapshotInfo, SnapshotUpload};
+use crate::core::sync::{
+    ConnectionHealth, FailedSync, FailureLog, LeasedSyncTask, NewSource, Source, SyncClaim,
+    SyncFailure, SyncTask, SyncTaskFilter,
+};
 use crate::core::tasks::{NewTaskRun, RunOutcome, TaskCounts, TaskRun};
 use crate::core::uploads::{
     DeliveryLease, DeliveryReport, DeliverySelection, NewRetryRun, NewUpload, RetryRun,
@@ -32,6 +40,9 @@ pub mod postgres;
 mod rows;
 mod schema;
 pub mod sqlite;
+mod sync;
+mod sync_records;
+mod sync_rows;
 mod task_runs;
 mod upload_rows;
 mod uploads;
@@ -213,8 +224,107 @@ pub trait ChangeSink: Send + Sync {
     fn resync(&self);
 }
 
+/// SyncRetry: sources, their sync tasks (the retry queue), failure logs, connection health,
+/// snapshots, and record sync with conflicts.
 #[async_trait]
-pub trait Store: ChunkStore + KeyStore + TaskRunStore + UploadStore {
+pub trait SyncStore: Send + Sync {
+    /// Creates the source (due at once, health unknown) or updates an existing one's settings.
+    async fn register_source(&self, source: &NewSource, now: Timestamp) -> Result<Source>;
+    async fn list_sources(&self) -> Result<Vec<Source>>;
+    /// Starts a task for every matching source whose interval has passed and that has no open
+    /// task, then leases up to `max` pending tasks, oldest first. No task is leased twice.
+    async fn claim_sync_tasks(
+        &self,
+        claim: &SyncClaim,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedSyncTask>>;
+    async fn extend_sync_lease(
+        &self,
+        task_id: i64,
+        lease_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<Timestamp>;
+    /// Records a classified failure: failure log, health, and a retry, exhaustion or a wait for
+    /// a person.
+    async fn fail_sync(&self, failure: SyncFailure, now: Timestamp) -> Result<FailedSync>;
+    /// Stages a snapshot for the leased task; returns its id for the parts.
+    async fn begin_snapshot(
+        &self,
+        task_id: i64,
+        lease_token: &str,
+        content_type: &str,
+        now: Timestamp,
+    ) -> Result<i64>;
+    async fn append_snapshot_part(&self, snapshot_id: i64, index: u32, data: &[u8]) -> Result<()>;
+    /// Judges a staged snapshot: accepted as the new current version (old versions beyond the
+    /// retention pruned), or rejected and deleted with the failure recorded.
+    async fn finish_snapshot(
+        &self,
+        upload: SnapshotUpload,
+        now: Timestamp,
+    ) -> Result<CompletedSync>;
+    /// Deletes a staged snapshot whose stream broke off.
+    async fn discard_snapshot(&self, snapshot_id: i64) -> Result<()>;
+    /// Kept versions, newest first.
+    async fn list_snapshots(&self, data_type: &str) -> Result<Vec<SnapshotInfo>>;
+    /// A kept version (the current one when `version` is None) and the id its parts hang on.
+    async fn find_snapshot(
+        &self,
+        data_type: &str,
+        version: Option<u64>,
+    ) -> Result<(SnapshotInfo, i64)>;
+    /// Part `index` of a snapshot; None past the last.
+    async fn snapshot_part(&self, snapshot_id: i64, index: u32) -> Result<Option<Vec<u8>>>;
+    async fn rollback_to(
+        &self,
+        data_type: &str,
+        version: u64,
+        now: Timestamp,
+    ) -> Result<SnapshotInfo>;
+    /// Tasks newest first.
+    async fn list_sync_tasks(
+        &self,
+        filter: SyncTaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<SyncTask>>;
+    async fn retry_sync_now(&self, task_id: i64, now: Timestamp) -> Result<SyncTask>;
+    async fn cancel_sync_task(&self, task_id: i64, now: Timestamp) -> Result<SyncTask>;
+    /// Failure logs newest first.
+    async fn list_failure_logs(
+        &self,
+        data_type: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<FailureLog>>;
+    /// Health of one data type (NotFound when unknown) or of all.
+    async fn connection_health(&self, data_type: Option<&str>) -> Result<Vec<ConnectionHealth>>;
+    /// Makes up to `limit` retries whose time has come claimable, earliest first.
+    async fn release_due_retries(&self, now: Timestamp, limit: u32) -> Result<u32>;
+    /// Leases that expired count as recoverable failures ("lease expired").
+    async fn expire_sync_leases(&self, now: Timestamp) -> Result<u32>;
+    /// Deletes finished tasks and failure logs older than `before`, and staged snapshots
+    /// abandoned since then.
+    async fn prune_sync_history(&self, before: Timestamp) -> Result<u64>;
+
+    /// Applies a push in one transaction; one result per change, in order.
+    async fn push_changes(&self, push: &Push, now: Timestamp) -> Result<Vec<ChangeResult>>;
+    async fn pull_changes(&self, collection: &str, since: u64, limit: u32)
+        -> Result<PulledChanges>;
+    /// Conflicts newest first.
+    async fn list_conflicts(
+        &self,
+        filter: ConflictFilter,
+        page: PageRequest,
+    ) -> Result<Page<Conflict>>;
+    async fn resolve_conflict(
+        &self,
+        conflict_id: i64,
+        resolution: Resolution,
+        now: Timestamp,
+    ) -> Result<Conflict>;
+}
+
+#[async_trait]
+pub trait Store: ChunkStore + KeyStore + TaskRunStore + UploadStore + SyncStore {
     /// "postgres" or "sqlite".
     fn engine(&self) -> &'static str;
     /// A trivial query: is the database there?

@@ -109,3 +109,138 @@ diesel::table! {
         finished_at -> BigInt,
     }
 }
+
+diesel::table! {
+    sync_sources (data_type) {
+        data_type -> Text,
+        sync_interval_us -> BigInt,
+        retry_base_delay_us -> BigInt,
+        retry_multiplier -> Double,
+        retry_max_retries -> Integer,
+        retry_max_delay_us -> BigInt,
+        config -> Text,
+        next_sync_at -> BigInt,
+        current_version -> Nullable<BigInt>,
+        last_version -> BigInt,
+        health_status -> Text,
+        last_check_at -> Nullable<BigInt>,
+        item_count -> BigInt,
+        health_error -> Nullable<Text>,
+        consecutive_failures -> Integer,
+        last_success_at -> Nullable<BigInt>,
+        last_failure_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_tasks (id) {
+        id -> BigInt,
+        data_type -> Text,
+        status -> Text,
+        retry_count -> Integer,
+        max_retries -> Integer,
+        next_retry_at -> Nullable<BigInt>,
+        lease_token -> Nullable<Text>,
+        lease_expires_at -> Nullable<BigInt>,
+        worker_id -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    sync_failure_logs (id) {
+        id -> BigInt,
+        task_id -> BigInt,
+        data_type -> Text,
+        error_message -> Text,
+        recoverable -> Bool,
+        matched_rule -> Text,
+        retry_count -> Integer,
+        rolled_back_to -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_snapshots (id) {
+        id -> BigInt,
+        data_type -> Text,
+        task_id -> BigInt,
+        version -> Nullable<BigInt>,
+        item_count -> BigInt,
+        byte_size -> BigInt,
+        checksum -> Text,
+        content_type -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_snapshot_parts (snapshot_id, part_index) {
+        snapshot_id -> BigInt,
+        part_index -> Integer,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    sync_collections (collection) {
+        collection -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_records (collection, record_id) {
+        collection -> Text,
+        record_id -> Text,
+        version -> BigInt,
+        payload -> Binary,
+        deleted -> Bool,
+        updated_at -> BigInt,
+        changed_by -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_pushes (collection, client_id, change_id) {
+        collection -> Text,
+        client_id -> Text,
+        change_id -> Text,
+        content_hash -> Text,
+        status -> Text,
+        version -> BigInt,
+        conflict_id -> Nullable<BigInt>,
+        message -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_conflicts (id) {
+        id -> BigInt,
+        collection -> Text,
+        record_id -> Text,
+        client_id -> Text,
+        change_id -> Text,
+        base_version -> BigInt,
+        local_payload -> Binary,
+        local_deleted -> Bool,
+        local_updated_at -> BigInt,
+        server_version -> BigInt,
+        server_payload -> Binary,
+        server_deleted -> Bool,
+        server_updated_at -> BigInt,
+        status -> Text,
+        resolution -> Nullable<Text>,
+        resolved_version -> Nullable<BigInt>,
+        created_at -> BigInt,
+        resolved_at -> Nullable<BigInt>,
+    }
+}

@@ -196,6 +196,11 @@ pub fn system_health(health: SystemHealth) -> pb::SystemHealth {
         tasks: health.tasks.into_iter().map(task).collect(),
         replica_id: health.replica_id,
         scheduler_leader: health.scheduler_leader,
+        connections: health
+            .connections
+            .into_iter()
+            .map(super::sync_convert::connection_health)
+            .collect(),
     }
 }
 

@@ -1,0 +1,9 @@
+DROP TABLE sync_conflicts;
+DROP TABLE sync_pushes;
+DROP TABLE sync_records;
+DROP TABLE sync_collections;
+DROP TABLE sync_snapshot_parts;
+DROP TABLE sync_snapshots;
+DROP TABLE sync_failure_logs;
+DROP TABLE sync_tasks;
+DROP TABLE sync_sources;
