@@ -10,8 +10,15 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use retryd_client::v1::JobStatus;
 use support::server::{create_key, ServerProcess, BINARY};
 use support::{Engine, TestDb};
+
+/// The Rust client's example, compiled into this test as it is.
+#[allow(dead_code)]
+mod quickstart {
+    include!("../../clients/rust/examples/quickstart.rs");
+}
 
 /// A running server with one key per role, as the client tests expect it.
 struct KeyedServer {
@@ -37,6 +44,15 @@ impl KeyedServer {
 
     /// What a client's tests read: RETRYD_URL (TypeScript), RETRYD_ADDRESS (Python), the keys
     /// and the binary (for `retryd worker`).
+    fn key(&self, role: &str) -> String {
+        let (_, key) = self
+            .keys
+            .iter()
+            .find(|(name, _)| *name == role)
+            .expect("a key per role");
+        key.clone()
+    }
+
     fn environment(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("RETRYD_URL".to_owned(), self.server.url()),
@@ -97,5 +113,28 @@ async fn python_client_tests_pass_against_the_server() {
         "python3",
         &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
         server.environment(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_clients_example_creates_works_and_watches_a_job() {
+    let server = KeyedServer::start(Engine::Sqlite).await;
+    let last = quickstart::quickstart(server.server.url(), Some(server.key("admin")))
+        .await
+        .expect("the example runs");
+    assert_eq!(last.overall_status(), JobStatus::Completed);
+    assert_eq!((last.completed, last.progress_percentage), (3, 100.0));
+
+    let readme = std::fs::read_to_string(client_dir("rust").join("README.md")).unwrap();
+    let example =
+        std::fs::read_to_string(client_dir("rust").join("examples/quickstart.rs")).unwrap();
+    let shown = readme
+        .split_once("<!-- example:start -->\n```rust\n")
+        .and_then(|(_, rest)| rest.split_once("```\n<!-- example:end -->"))
+        .map(|(shown, _)| shown)
+        .expect("README.md has the example between its markers");
+    assert_eq!(
+        shown, example,
+        "the README shows examples/quickstart.rs as it is"
     );
 }
