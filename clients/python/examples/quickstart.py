@@ -22,7 +22,8 @@ job = queue.CreateJob(
 # Work it on a thread: a function per chunk (here it upper-cases the payload), until stopped.
 stop = threading.Event()
 options = WorkerOptions(worker_id="quickstart-worker", queue="quickstart")
-worker = threading.Thread(target=run_chunks, args=(channel, options, lambda chunk: Complete(chunk.payload.upper()), stop))
+upper_case = lambda chunk: Complete(chunk.payload.upper())  # noqa: E731
+worker = threading.Thread(target=run_chunks, args=(channel, options, upper_case, stop))
 worker.start()
 
 # Watch its progress; the stream ends when the job is final.

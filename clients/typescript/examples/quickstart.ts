@@ -17,7 +17,8 @@ const job = await chunkQueue.createJob({
 
 // Work it: a function per chunk (here it upper-cases the payload), until stopped.
 const stop = new AbortController();
-const worker = runChunks(transport, { queue: "quickstart", workerId: "quickstart-worker", signal: stop.signal }, (chunk) =>
+const options = { queue: "quickstart", workerId: "quickstart-worker", signal: stop.signal };
+const worker = runChunks(transport, options, (chunk) =>
   complete(text.encode(new TextDecoder().decode(chunk.payload).toUpperCase())),
 );
 

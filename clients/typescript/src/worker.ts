@@ -77,7 +77,8 @@ export async function runChunks(
   const leaseSeconds = options.leaseSeconds ?? 60;
   const heartbeatMs = Math.max(options.heartbeatMs ?? 20_000, 10);
   const requests = new MessageQueue<WorkRequest>();
-  const send = (kind: MessageInitShape<typeof WorkRequestSchema>["kind"]) => requests.push(create(WorkRequestSchema, { kind }));
+  type Kind = MessageInitShape<typeof WorkRequestSchema>["kind"];
+  const send = (kind: Kind) => requests.push(create(WorkRequestSchema, { kind }));
   const streamGone = new AbortController();
   const inHand = new Set<Promise<void>>();
   let stopping = false;

@@ -100,7 +100,8 @@ def run_chunks(channel: grpc.Channel, options: WorkerOptions, handler: Handler, 
     if options.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     requests = _Requests()
-    requests.send(start=pb.WorkStart(queue=options.queue, worker_id=options.worker_id, lease_seconds=options.lease_seconds))
+    start = pb.WorkStart(queue=options.queue, worker_id=options.worker_id, lease_seconds=options.lease_seconds)
+    requests.send(start=start)
     requests.send(credit=pb.WorkCredit(count=options.concurrency))
     in_hand: dict[int, tuple[pb.LeasedChunk, Future]] = {}
     lock = threading.Lock()
@@ -174,11 +175,11 @@ def run_chunks(channel: grpc.Channel, options: WorkerOptions, handler: Handler, 
 
 def _report(chunk: pb.LeasedChunk, outcome: object) -> dict[str, object]:
     """The Work request that reports a chunk's outcome."""
+    lease = {"chunk_id": chunk.chunk_id, "lease_token": chunk.lease_token}
     if isinstance(outcome, Complete):
-        return {"complete": pb.CompleteChunkRequest(chunk_id=chunk.chunk_id, lease_token=chunk.lease_token, result=outcome.result)}
+        return {"complete": pb.CompleteChunkRequest(**lease, result=outcome.result)}
     if isinstance(outcome, (Retry, Fail)):
         error, retryable = outcome.error, isinstance(outcome, Retry)
     else:
         error, retryable = f"the handler returned {outcome!r}, not Complete, Retry or Fail", True
-    failure = pb.FailChunkRequest(chunk_id=chunk.chunk_id, lease_token=chunk.lease_token, error_message=error, retryable=retryable)
-    return {"fail": failure}
+    return {"fail": pb.FailChunkRequest(**lease, error_message=error, retryable=retryable)}
