@@ -98,8 +98,8 @@ async fn get(client: &mut UploadRetryClient<Channel>, upload_id: &str) -> Upload
         .into_inner()
 }
 
-fn part(upload_id: &str, offset: usize, data: &[u8]) -> UploadPart {
-    UploadPart {
+fn part(upload_id: &str, offset: usize, data: &[u8]) -> UploadContentRequest {
+    UploadContentRequest {
         upload_id: upload_id.into(),
         offset: offset as u64,
         data: data.to_vec(),
@@ -109,7 +109,7 @@ fn part(upload_id: &str, offset: usize, data: &[u8]) -> UploadPart {
 /// One UploadContent call with the given parts.
 async fn send(
     client: &mut UploadRetryClient<Channel>,
-    parts: Vec<UploadPart>,
+    parts: Vec<UploadContentRequest>,
 ) -> Result<Upload, Status> {
     client
         .upload_content(tokio_stream::iter(parts))
@@ -436,7 +436,7 @@ async fn sigkill_during_an_upload_loses_nothing() {
     assert!(resumed.received_bytes >= 8 * MIB as u64);
     assert_eq!(resumed.status(), UploadStatus::Receiving);
     let from = resumed.received_bytes as usize;
-    let rest: Vec<UploadPart> = (from..file.len())
+    let rest: Vec<UploadContentRequest> = (from..file.len())
         .step_by(MIB)
         .map(|offset| part("k", offset, &file[offset..(offset + MIB).min(file.len())]))
         .collect();

@@ -290,6 +290,8 @@ const FLAG_VARIABLES: &[&str] = &[
     "INSECURE_NO_AUTH",
     "LOG_FORMAT",
     "LOG",
+    // `retryd worker --api-key` (and the clients' examples) read the key from RETRYD_API_KEY.
+    "API_KEY",
 ];
 
 /// Every other `RETRYD_<KEY>` sets a setting of the file: `__` separates nested keys, so
@@ -405,5 +407,11 @@ mod tests {
         assert!(Config::load_with_env(&none, env.into_iter())
             .unwrap_err()
             .contains("tick"));
+    }
+
+    #[test]
+    fn the_workers_api_key_variable_is_no_setting() {
+        let env = [("RETRYD_API_KEY".to_owned(), "rtd_x_y".to_owned())];
+        assert!(Config::load_with_env(&Overrides::default(), env.into_iter()).is_ok());
     }
 }

@@ -48,7 +48,7 @@ impl UploadRetryApi {
 /// arrived, so the client resumes from there.
 async fn receive(
     service: Arc<UploadService>,
-    mut parts: Streaming<pb::UploadPart>,
+    mut parts: Streaming<pb::UploadContentRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<pb::Upload, Status> {
     let first = match parts.message().await? {
@@ -118,7 +118,7 @@ impl UploadRetry for UploadRetryApi {
 
     async fn upload_content(
         &self,
-        request: Request<Streaming<pb::UploadPart>>,
+        request: Request<Streaming<pb::UploadContentRequest>>,
     ) -> Result<Response<pb::Upload>, Status> {
         authorize(&self.auth, &request, Permission::Write).await?;
         let call = tokio::spawn(receive(
@@ -132,7 +132,7 @@ impl UploadRetry for UploadRetryApi {
         Ok(Response::new(upload))
     }
 
-    type DownloadUploadStream = ResponseStream<pb::UploadPart>;
+    type DownloadUploadStream = ResponseStream<pb::DownloadUploadResponse>;
 
     async fn download_upload(
         &self,
@@ -161,7 +161,7 @@ impl UploadRetry for UploadRetryApi {
                     }
                 };
                 data.truncate(read);
-                let part = pb::UploadPart {
+                let part = pb::DownloadUploadResponse {
                     upload_id: upload.upload_id.clone(),
                     offset,
                     data,
