@@ -21,6 +21,11 @@ fn the_load_generator_measures_and_checks_every_section() {
         ])
         .args(["--rate", "200", "--workers", "3", "--create-batch", "100"])
         .args(["--stream-configs", "3x50,2x100", "--poll-configs", "3x20"])
+        .args([
+            "--sections",
+            "enqueue,process-stream,process-poll,latency,upload",
+        ])
+        .args(["--upload-mib", "4", "--upload-part-kib", "256"])
         .args(["--json", json.to_str().unwrap()])
         .env("RETRYD_LOG", "error")
         .output()
@@ -50,6 +55,8 @@ fn the_load_generator_measures_and_checks_every_section() {
         "proc_poll",
         "e2e_c8",
         "e2e_return",
+        "upload",
+        "disk-copy",
     ] {
         assert!(tags.contains(&tag), "{tag} missing from {tags:?}");
     }

@@ -287,20 +287,21 @@ fn config_prints_the_layers_and_migrate_prepares_the_database() {
     assert!(dir.path().join("db/retryd.db").exists());
 }
 
-#[tokio::test]
-async fn the_readme_walkthrough_runs_as_pasted() {
+/// Runs the README's bash block between `<!-- MARKER:start -->` and `<!-- MARKER:end -->`
+/// against a fresh server, and checks that its output names every `expected` text.
+fn run_readme_block(marker: &str, expected: &[&str]) {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
-        .split("<!-- walkthrough:start -->")
+        .split(&format!("<!-- {marker}:start -->"))
         .nth(1)
-        .and_then(|rest| rest.split("<!-- walkthrough:end -->").next())
-        .expect("the README marks its walk-through");
+        .and_then(|rest| rest.split(&format!("<!-- {marker}:end -->")).next())
+        .unwrap_or_else(|| panic!("the README marks its {marker}"));
     let script = section
         .trim()
         .strip_prefix("```bash")
         .and_then(|body| body.strip_suffix("```"))
-        .expect("the walk-through is one bash block");
+        .unwrap_or_else(|| panic!("the {marker} is one bash block"));
 
     let db = TestDb::sqlite();
     let server = ServerProcess::start(&db.url, &[]);
@@ -313,25 +314,51 @@ async fn the_readme_walkthrough_runs_as_pasted() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "walk-through failed:\n{stdout}\n{stderr}"
+        "{marker} failed:\n{stdout}\n{stderr}"
     );
-    for expected in [
-        "retryd.v1.ChunkQueue",
-        "grpc.reflection.v1alpha.ServerReflection",
-        "JOB_STATUS_PENDING",
-        "leaseToken",
-        "FailedPrecondition",
-        "refused, as expected",
-        "\"completed\": 1",
-        "SMTP timeout",
-        "SERVING",
-        "JOB_STATUS_CANCELLED",
-    ] {
+    for expected in expected {
         assert!(
             stdout.contains(expected) || stderr.contains(expected),
             "missing {expected:?}:\n{stdout}\n{stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_runs_as_pasted() {
+    run_readme_block(
+        "walkthrough",
+        &[
+            "retryd.v1.ChunkQueue",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "JOB_STATUS_PENDING",
+            "leaseToken",
+            "FailedPrecondition",
+            "refused, as expected",
+            "\"completed\": 1",
+            "SMTP timeout",
+            "SERVING",
+            "JOB_STATUS_CANCELLED",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn the_readme_upload_walkthrough_runs_as_pasted() {
+    run_readme_block(
+        "upload-walkthrough",
+        &[
+            "UPLOAD_STATUS_PENDING",
+            "UPLOAD_STATUS_RECEIVING 10",
+            "FailedPrecondition",
+            "continues at offset 10",
+            "refused, as expected",
+            "UPLOAD_STATUS_STORED",
+            "hello from an offline client",
+            "RETRY_OUTCOME_ALREADY_DONE",
+            "\"source\":\"client-flush\",\"runs\":\"1\"",
+        ],
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod process;
 mod report;
 mod stream;
 mod target;
+mod upload;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +67,12 @@ pub struct BenchArgs {
         default_value = "enqueue,process-stream,process-poll,latency"
     )]
     pub sections: Vec<Section>,
+    /// Size of the file of the upload measurement, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub upload_mib: usize,
+    /// Part size of the upload measurement, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub upload_part_kib: usize,
     /// Also write the results as JSON lines here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -107,6 +114,9 @@ pub enum Section {
     ProcessStream,
     ProcessPoll,
     Latency,
+    /// Upload throughput (MiB/s) into the blob store, beside dd on the same disk. Not in the
+    /// default set: it measures the disk more than the queue.
+    Upload,
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
@@ -124,6 +134,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             Section::ProcessStream => process::run_streams(&channel, &args, &queue).await,
             Section::ProcessPoll => process::run_pollers(&channel, &args, &queue).await,
             Section::Latency => latency::run(&channel, &args, &queue).await,
+            Section::Upload => upload::run(&channel, &args, &target.scratch_dir()).await,
         };
         results.extend(outcome?);
     }

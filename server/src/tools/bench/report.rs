@@ -62,15 +62,7 @@ pub fn print(engine: &str, results: &[BenchResult], memory: Option<&Memory>) {
     println!("\nretryd on {engine}:");
     println!(
         "{:<10} {:<58} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>5}",
-        "kind",
-        "measurement",
-        "chunks",
-        "chunks/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-        "check"
+        "kind", "measurement", "chunks", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms", "check"
     );
     for r in results {
         println!(

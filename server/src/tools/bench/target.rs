@@ -13,7 +13,9 @@ pub struct Target {
     url: String,
     pub engine: String,
     child: Option<Child>,
-    _dir: Option<TempDir>,
+    /// Holds the SQLite file and the blob store of a server the bench starts, and the upload
+    /// measurement's disk copy.
+    scratch: TempDir,
 }
 
 /// A directory removed when dropped.
@@ -27,22 +29,20 @@ impl Drop for TempDir {
 
 impl Target {
     pub async fn start(args: &BenchArgs) -> Result<Self, String> {
+        let scratch = TempDir(
+            std::env::temp_dir().join(format!("retryd-bench-{}", uuid::Uuid::new_v4().simple())),
+        );
         if let Some(url) = &args.server {
             return Ok(Self {
                 url: url.clone(),
                 engine: "remote".into(),
                 child: None,
-                _dir: None,
+                scratch,
             });
         }
-        let (database_url, dir) = match &args.database_url {
-            Some(url) => (url.clone(), None),
-            None => {
-                let dir = std::env::temp_dir()
-                    .join(format!("retryd-bench-{}", uuid::Uuid::new_v4().simple()));
-                let url = format!("sqlite://{}", dir.join("bench.db").display());
-                (url, Some(TempDir(dir)))
-            }
+        let database_url = match &args.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", scratch.0.join("bench.db").display()),
         };
         let engine = if crate::store::is_postgres_url(&database_url) {
             "postgres"
@@ -60,6 +60,7 @@ impl Target {
             ])
             // The bench drives the server far beyond the request limits' defaults.
             .env("RETRYD_LIMITS__MAX_CLAIM_BATCH", "10000")
+            .env("RETRYD_UPLOADS__BLOB_STORE", scratch.0.join("blobs"))
             .env("RETRYD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -82,11 +83,16 @@ impl Target {
             url: format!("http://{address}"),
             engine: engine.into(),
             child: Some(child),
-            _dir: dir,
+            scratch,
         };
         // Let the server settle before reading its idle memory.
         tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(target)
+    }
+
+    /// A directory on the disk the server's blobs are on (when the bench started the server).
+    pub fn scratch_dir(&self) -> std::path::PathBuf {
+        self.scratch.0.join("scratch")
     }
 
     pub async fn channel(&self) -> Result<Channel, String> {
