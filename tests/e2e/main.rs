@@ -33,6 +33,7 @@ mod batches;
 mod bench;
 mod client_worker;
 mod protocol;
+mod sync_bad_input;
 mod sync_retry;
 mod uploads;
 mod wakeups;
