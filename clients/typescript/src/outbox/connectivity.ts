@@ -54,6 +54,7 @@ export function healthProbe(transport: Transport, options: ProbeOptions = {}): C
   const listeners = new Set<(online: boolean) => void>();
   let online = true;
   let probing = false;
+  let cancelProbe: (() => void) | undefined;
 
   const set = (value: boolean) => {
     if (online === value) return;
@@ -65,11 +66,12 @@ export function healthProbe(transport: Transport, options: ProbeOptions = {}): C
       () => true,
       (error: unknown) => !isConnectionFailure(error),
     );
+    if (!probing) return; // stopped meanwhile
     if (reached) {
       probing = false;
       set(true);
     } else {
-      timer.setTimeout(() => void probe(), intervalMs);
+      cancelProbe = timer.setTimeout(() => void probe(), intervalMs);
     }
   };
 
@@ -77,13 +79,20 @@ export function healthProbe(transport: Transport, options: ProbeOptions = {}): C
     online: () => online,
     watch(changed) {
       listeners.add(changed);
-      return () => listeners.delete(changed);
+      return () => {
+        listeners.delete(changed);
+        // Nobody listens any more: stop probing (a pending probe would keep Node running).
+        if (listeners.size === 0) {
+          probing = false;
+          cancelProbe?.();
+        }
+      };
     },
     lost() {
       set(false);
       if (probing) return;
       probing = true;
-      timer.setTimeout(() => void probe(), intervalMs);
+      cancelProbe = timer.setTimeout(() => void probe(), intervalMs);
     },
   };
 }

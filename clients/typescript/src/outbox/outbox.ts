@@ -94,11 +94,11 @@ export class Outbox {
     this.stopWatching = options.connectivity.watch((online) => {
       this.update({ online });
       // Back online: whatever waits is sent now, backoff or not.
-      if (online) void this.flush({ ignoreBackoff: true });
+      if (online) this.flushInBackground({ ignoreBackoff: true });
     });
     // Count what a previous run (or page) left, then send it.
     this.ready = this.countPending();
-    void this.ready.then(() => this.flush({ ignoreBackoff: true }));
+    this.flushInBackground({ ignoreBackoff: true });
   }
 
   /** The state now, then every change, until the returned function is called. */
@@ -118,7 +118,7 @@ export class Outbox {
     const operation = await toOperation(item, this.timer.now());
     await this.options.store.put(operation);
     await this.countPending();
-    void this.flush();
+    this.flushInBackground();
     return operation.id;
   }
 
@@ -141,9 +141,17 @@ export class Outbox {
         } while (this.again && this.state.online);
       } finally {
         this.running = undefined;
+        this.update({ syncing: false });
       }
     })();
     return this.running;
+  }
+
+  /** A flush nobody awaits: a failure that is not a call's (the store's) shows as lastError. */
+  private flushInBackground(options: { ignoreBackoff?: boolean } = {}): void {
+    this.flush(options).catch((error: unknown) =>
+      this.update({ lastError: error instanceof Error ? error.message : String(error) }),
+    );
   }
 
   /** Stops watching the connection and cancels the retry timer; the store keeps what is left. */
@@ -243,7 +251,7 @@ export class Outbox {
     const pending = await this.options.store.all();
     if (pending.length === 0) return;
     const next = Math.min(...pending.map((operation) => operation.nextAttemptAt));
-    this.cancelRetry = this.timer.setTimeout(() => void this.flush(), Math.max(0, next - this.timer.now()));
+    this.cancelRetry = this.timer.setTimeout(() => this.flushInBackground(), Math.max(0, next - this.timer.now()));
   }
 
   private async countPending(): Promise<void> {
