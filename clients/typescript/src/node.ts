@@ -5,6 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { interceptorsFor, type RetrydTransportOptions } from "./transport.js";
 
 export * from "./index.js";
+export { JsonFileOutboxStore } from "./outbox/file-store.js";
 
 export function createNodeTransport(options: RetrydTransportOptions): Transport {
   return createGrpcTransport({ baseUrl: options.baseUrl, interceptors: interceptorsFor(options) });

@@ -18,3 +18,15 @@ export function interceptorsFor(options: RetrydTransportOptions): Interceptor[] 
   const withKey = options.apiKey === undefined ? [] : [apiKeyInterceptor(options.apiKey)];
   return [...withKey, ...(options.interceptors ?? [])];
 }
+
+// Transports whose client-streaming calls carry one message each (gRPC-Web): helpers that
+// stream (uploadFile) send one message per call over them.
+const oneMessageClientStreams = new WeakSet<object>();
+
+export function markOneMessageClientStreams(transport: object): void {
+  oneMessageClientStreams.add(transport);
+}
+
+export function clientStreamsCarryOneMessage(transport: object): boolean {
+  return oneMessageClientStreams.has(transport);
+}
