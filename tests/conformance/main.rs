@@ -6,6 +6,7 @@
 mod support;
 
 mod cases;
+mod device_cases;
 mod sync_cases;
 mod uploads;
 
@@ -86,4 +87,14 @@ conformance!(
     manual_conflicts_are_resolved_by_a_person,
     pushes_are_idempotent_per_change_id,
     pulling_from_a_cursor_returns_later_changes_in_order,
+);
+
+conformance!(
+    device_images from device_cases:
+    chunks_are_stored_once_in_any_order,
+    images_are_announced_once,
+    an_image_receiving_at_the_next_wake_times_out_with_a_retry,
+    retries_raise_an_alert_and_stop_at_max_retries,
+    due_commands_come_highest_priority_first_and_never_expired,
+    devices_list_with_pending_and_failed_counts,
 );

@@ -16,6 +16,10 @@ use crate::core::chunks::{
     Failure, Job, JobFilter, JobProgress, JobStatus, LeasedChunk, NewJob, Page, PageRequest,
     QueueDepth, RecoverOutcome,
 };
+use crate::core::devices::{
+    Alert, AlertFilter, ChunkReceipt, Command, CommandFilter, Device, HistoryEvent, Image,
+    ImageFilter, NewCommand, NewDevice, NewImage, RetryReset, SweepOutcome,
+};
 use crate::core::sync::records::{
     ChangeResult, Conflict, ConflictFilter, PulledChanges, Push, Resolution,
 };
@@ -32,6 +36,8 @@ use crate::core::uploads::{
 use crate::core::{Result, Timestamp};
 
 mod chunk_queue;
+mod device_rows;
+mod devices;
 mod error;
 mod keys;
 mod migrate;
@@ -323,8 +329,71 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<Conflict>;
 }
 
+/// DeviceImages: devices, the images they send in chunks, the commands waiting for their next
+/// wake, and the alerts and history an operator reads. Devices are named by normalized MACs.
 #[async_trait]
-pub trait Store: ChunkStore + KeyStore + TaskRunStore + UploadStore + SyncStore {
+pub trait DeviceStore: Send + Sync {
+    /// Registers the device, or updates the name and wake schedule of a registered one.
+    async fn register_device(&self, device: &NewDevice, now: Timestamp) -> Result<Device>;
+    async fn get_device(&self, mac: &str) -> Result<Device>;
+    /// Devices by MAC, with their pending and failed image counts.
+    async fn list_devices(&self, page: PageRequest) -> Result<Page<Device>>;
+    /// Records an announced image, or returns it as it is when announced again with the same
+    /// fields (AlreadyExists with other fields).
+    async fn begin_image(&self, mac: &str, image: &NewImage, now: Timestamp) -> Result<Image>;
+    /// Stores one chunk idempotently: a chunk already in (or of a complete image) changes
+    /// nothing. NotFound for an unknown device or image, OutOfRange for an index past the end.
+    /// A failed image taking chunks again is receiving again.
+    async fn store_chunk(
+        &self,
+        mac: &str,
+        image_name: &str,
+        index: u32,
+        data: &[u8],
+        now: Timestamp,
+    ) -> Result<ChunkReceipt>;
+    /// The stored chunks of an image, by index.
+    async fn image_chunks(&self, mac: &str, image_name: &str) -> Result<Vec<Vec<u8>>>;
+    async fn get_image(&self, mac: &str, image_name: &str) -> Result<Image>;
+    /// Newest first.
+    async fn list_images(&self, filter: &ImageFilter, page: PageRequest) -> Result<Page<Image>>;
+    async fn queue_command(
+        &self,
+        mac: &str,
+        command: &NewCommand,
+        now: Timestamp,
+    ) -> Result<Command>;
+    /// The device's pending commands that are due and unexpired at `now`, highest priority
+    /// first (then earliest scheduled, then oldest).
+    async fn due_commands(&self, mac: &str, now: Timestamp) -> Result<Vec<Command>>;
+    /// Newest first.
+    async fn list_commands(
+        &self,
+        filter: &CommandFilter,
+        page: PageRequest,
+    ) -> Result<Page<Command>>;
+    /// The timeout rule over every receiving image whose device's wake time has come (see
+    /// `core::devices::decide_timeout`), then deletes pending commands that expired.
+    async fn run_timeout_sweep(&self, now: Timestamp) -> Result<SweepOutcome>;
+    /// Every failed image of the device: retry_count back to 0 and a retry queued for the next
+    /// wake (or now, when the device's wake time is unknown or past).
+    async fn retry_failed_images(&self, mac: &str, now: Timestamp) -> Result<RetryReset>;
+    /// Newest first.
+    async fn list_alerts(&self, filter: &AlertFilter, page: PageRequest) -> Result<Page<Alert>>;
+    /// Acknowledging twice keeps the first time.
+    async fn acknowledge_alert(&self, alert_id: i64, now: Timestamp) -> Result<Alert>;
+    /// Newest first, of one device or all.
+    async fn list_history(
+        &self,
+        mac: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<HistoryEvent>>;
+}
+
+#[async_trait]
+pub trait Store:
+    ChunkStore + KeyStore + TaskRunStore + UploadStore + SyncStore + DeviceStore
+{
     /// "postgres" or "sqlite".
     fn engine(&self) -> &'static str;
     /// A trivial query: is the database there?

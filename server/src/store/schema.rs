@@ -244,3 +244,122 @@ diesel::table! {
         resolved_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    devices (id) {
+        id -> BigInt,
+        mac -> Text,
+        name -> Text,
+        status -> Text,
+        wake_interval_seconds -> Integer,
+        next_wake_at -> Nullable<BigInt>,
+        last_seen_at -> Nullable<BigInt>,
+        firmware -> Text,
+        battery_percent -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_wake_sessions (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        status -> Text,
+        started_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+        chunks_sent -> Integer,
+        chunks_total -> Integer,
+        chunks_missing -> Text,
+        firmware -> Text,
+        battery_percent -> Integer,
+        battery_millivolts -> Integer,
+        wifi_retries -> Integer,
+        rssi_dbm -> Integer,
+        error_codes -> Text,
+    }
+}
+
+diesel::table! {
+    device_images (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        image_name -> Text,
+        status -> Text,
+        total_chunks -> Integer,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        chunk_bitmap -> Binary,
+        chunks_received -> Integer,
+        retry_count -> Integer,
+        max_retries -> Integer,
+        failed_at -> Nullable<BigInt>,
+        timeout_reason -> Nullable<Text>,
+        blob_key -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    device_image_chunks (image_id, chunk_index) {
+        image_id -> BigInt,
+        chunk_index -> Integer,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    device_commands (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        command_type -> Text,
+        payload -> Binary,
+        priority -> Integer,
+        scheduled_for -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        status -> Text,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    device_alerts (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        alert_type -> Text,
+        severity -> Text,
+        message -> Text,
+        image_name -> Nullable<Text>,
+        created_at -> BigInt,
+        acknowledged_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    device_history (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        event_type -> Text,
+        message -> Text,
+        image_name -> Nullable<Text>,
+        session_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(device_images -> devices (device_id));
+diesel::joinable!(device_commands -> devices (device_id));
+diesel::joinable!(device_alerts -> devices (device_id));
+diesel::joinable!(device_history -> devices (device_id));
+diesel::joinable!(device_wake_sessions -> devices (device_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    devices,
+    device_images,
+    device_commands,
+    device_alerts,
+    device_history,
+    device_wake_sessions
+);

@@ -15,6 +15,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use futures_util::FutureExt;
 
 use super::chunk_queue::impl_chunk_store;
+use super::devices::impl_device_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
 use super::rows::{to_i32, ClaimedRow, NewChunkRow, NewJobRow};
@@ -249,5 +250,6 @@ impl_chunk_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_key_store!(SqliteStore, "sqlite");
 impl_task_run_store!(SqliteStore);
 impl_upload_store!(SqliteStore, SqliteConn, immediate_transaction);
+impl_device_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_sync_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_sync_record_queries!(SqliteStore, SqliteConn);
