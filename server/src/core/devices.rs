@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use prost::Message;
 
+use super::chunks::status_enum;
 use super::{Error, Result, Timestamp};
 
 /// Every image may be retried this many times before it stays failed (the seed's default).
@@ -26,63 +27,38 @@ pub const MAX_CHUNKS: u32 = 4096;
 /// A week: devices that sleep longer are told their next wake time instead.
 pub const MAX_WAKE_INTERVAL_SECONDS: u32 = 7 * 24 * 3600;
 
-/// The statuses are stored as these words; one macro keeps the word lists and parsers together.
-macro_rules! word_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $word),+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|status| status.as_str() == text)
-            }
-        }
-    };
-}
-
-word_enum!(DeviceStatus {
+status_enum!(DeviceStatus {
     /// Registered; no HELLO yet.
-    Registered = "registered",
+    Registered => "registered",
     /// In a wake session.
-    Awake = "awake",
-    Asleep = "asleep",
+    Awake => "awake",
+    Asleep => "asleep",
 });
 
-word_enum!(ImageStatus {
+status_enum!(ImageStatus {
     /// Announced; no chunk yet.
-    Pending = "pending",
-    Receiving = "receiving",
+    Pending => "pending",
+    Receiving => "receiving",
     /// Every chunk in, checksum good, in the blob store.
-    Complete = "complete",
+    Complete => "complete",
     /// Timed out or checksum mismatch; its missing chunks may still arrive.
-    Failed = "failed",
+    Failed => "failed",
 });
 
-word_enum!(CommandStatus {
-    Pending = "pending",
+status_enum!(CommandStatus {
+    Pending => "pending",
     /// Published to the device.
-    Sent = "sent",
+    Sent => "sent",
 });
 
-word_enum!(WakeSessionStatus {
-    InProgress = "in_progress",
+status_enum!(WakeSessionStatus {
+    InProgress => "in_progress",
     /// Ended with `sleep`.
-    Completed = "completed",
+    Completed => "completed",
     /// Never closed by the device.
-    Timeout = "timeout",
+    Timeout => "timeout",
     /// Ended with device error codes.
-    Error = "error",
+    Error => "error",
 });
 
 /// A MAC address as 12 uppercase hex digits; ':' and '-' separators are accepted and dropped.

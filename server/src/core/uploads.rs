@@ -4,49 +4,23 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use super::chunks::status_enum;
 use super::retry::RetryPolicy;
 use super::{Error, Result, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UploadStatus {
+status_enum!(UploadStatus {
     /// Declared; no byte received yet.
-    Pending,
+    Pending => "pending",
     /// Some bytes received.
-    Receiving,
+    Receiving => "receiving",
     /// Every byte received, checksum good, kept in the blob store.
-    Stored,
+    Stored => "stored",
     /// A delivery attempt holds the upload.
-    Delivering,
-    Delivered,
+    Delivering => "delivering",
+    Delivered => "delivered",
     /// A checksum mismatch (content discarded) or delivery attempts used up (content kept).
-    Failed,
-}
-
-impl UploadStatus {
-    pub const ALL: [UploadStatus; 6] = [
-        UploadStatus::Pending,
-        UploadStatus::Receiving,
-        UploadStatus::Stored,
-        UploadStatus::Delivering,
-        UploadStatus::Delivered,
-        UploadStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadStatus::Pending => "pending",
-            UploadStatus::Receiving => "receiving",
-            UploadStatus::Stored => "stored",
-            UploadStatus::Delivering => "delivering",
-            UploadStatus::Delivered => "delivered",
-            UploadStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == text)
-    }
-}
+    Failed => "failed",
+});
 
 /// Where a stored upload is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,36 +355,17 @@ pub struct UploadFilter {
     pub status: Option<UploadStatus>,
 }
 
-/// What started a retry run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RetrySource {
-    /// A client's outbox (FlushPending).
-    ClientFlush,
-    /// An operator (TriggerRetry).
-    Manual,
-    /// The scheduler's sweep.
-    Scheduled,
-}
-
-impl RetrySource {
-    pub const ALL: [RetrySource; 3] = [
-        RetrySource::ClientFlush,
-        RetrySource::Manual,
-        RetrySource::Scheduled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetrySource::ClientFlush => "client-flush",
-            RetrySource::Manual => "manual",
-            RetrySource::Scheduled => "scheduled",
-        }
+status_enum!(
+    /// What started a retry run.
+    RetrySource {
+        /// A client's outbox (FlushPending).
+        ClientFlush => "client-flush",
+        /// An operator (TriggerRetry).
+        Manual => "manual",
+        /// The scheduler's sweep.
+        Scheduled => "scheduled",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|source| source.as_str() == text)
-    }
-}
+);
 
 /// Which uploads a retry run takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -584,8 +539,8 @@ impl RetryHealth {
         sums: &[SourceHealth],
     ) -> Self {
         let sources: Vec<SourceHealth> = RetrySource::ALL
-            .into_iter()
-            .map(|source| {
+            .iter()
+            .map(|&source| {
                 sums.iter()
                     .find(|sum| sum.source == Some(source))
                     .cloned()

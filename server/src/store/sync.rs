@@ -42,17 +42,6 @@ macro_rules! impl_sync_store {
                 SyncTaskStatus::OPEN.iter().map(|status| status.as_str()).collect()
             }
 
-            fn page_of<T, R>(mut rows: Vec<R>, page: PageRequest, id: impl Fn(&R) -> i64, convert: impl Fn(R) -> Result<T>) -> Result<Page<T>> {
-                let next_after = if rows.len() > page.size as usize {
-                    rows.truncate(page.size as usize);
-                    rows.last().map(&id)
-                } else {
-                    None
-                };
-                let items = rows.into_iter().map(convert).collect::<Result<_>>()?;
-                Ok(Page { items, next_after })
-            }
-
             impl $store {
                 async fn source_row(conn: &mut $conn, data_type: &str) -> Result<SourceRow, TxError> {
                     sync_sources::table
@@ -624,7 +613,7 @@ macro_rules! impl_sync_store {
                         query = query.filter(sync_tasks::id.lt(after));
                     }
                     let rows: Vec<SyncTaskRow> = query.load(&mut *conn).await.map_err(TxError::from)?;
-                    page_of(rows, page, |row| row.id, SyncTaskRow::into_task)
+                    $crate::store::paging::keyset_page(rows, page.size, |row| row.id, SyncTaskRow::into_task)
                 }
 
                 async fn retry_sync_now(&self, task_id: i64, now: Timestamp) -> Result<SyncTask> {
@@ -708,7 +697,7 @@ macro_rules! impl_sync_store {
                         query = query.filter(sync_failure_logs::id.lt(after));
                     }
                     let rows: Vec<FailureLogRow> = query.load(&mut *conn).await.map_err(TxError::from)?;
-                    page_of(rows, page, |row| row.id, |row| Ok(row.into_log()))
+                    $crate::store::paging::keyset_page(rows, page.size, |row| row.id, |row| Ok(row.into_log()))
                 }
 
                 async fn connection_health(&self, data_type: Option<&str>) -> Result<Vec<ConnectionHealth>> {
@@ -823,7 +812,7 @@ macro_rules! impl_sync_store {
                 async fn list_conflicts(&self, filter: ConflictFilter, page: PageRequest) -> Result<Page<Conflict>> {
                     let mut conn = self.conn().await?;
                     let rows = Self::conflict_rows(&mut conn, filter, page).await?;
-                    page_of(rows, page, |row| row.id, ConflictRow::into_conflict)
+                    $crate::store::paging::keyset_page(rows, page.size, |row| row.id, ConflictRow::into_conflict)
                 }
 
                 async fn resolve_conflict(&self, conflict_id: i64, resolution: Resolution, now: Timestamp) -> Result<Conflict> {

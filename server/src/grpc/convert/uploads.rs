@@ -26,7 +26,8 @@ pub fn upload_status_filter(value: i32) -> Result<Option<UploadStatus>> {
     let status = pb::UploadStatus::try_from(value)
         .map_err(|_| Error::invalid("status", format!("unknown upload status {value}")))?;
     Ok(UploadStatus::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .find(|candidate| upload_status(*candidate) == status))
 }
 
