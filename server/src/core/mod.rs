@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod chunks;
 pub mod clock;
+pub mod device_messages;
 pub mod devices;
 pub mod error;
 pub mod limits;

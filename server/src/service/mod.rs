@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chunk_queue;
+pub mod device_inbox;
 pub mod health;
 pub mod paging;
 pub mod sync_retry;
