@@ -66,6 +66,7 @@ async fn send(store: &Arc<dyn Store>, indices: &[u32]) {
 
 fn command(priority: u32, scheduled_for: Timestamp, expires_at: Option<Timestamp>) -> NewCommand {
     NewCommand {
+        image_name: None,
         command_type: "capture".into(),
         payload: vec![priority as u8],
         priority,
@@ -175,7 +176,9 @@ pub async fn an_image_receiving_at_the_next_wake_times_out_with_a_retry(store: A
     assert_eq!(payload.missing_chunks, vec![2]);
 
     let history = store.list_history(Some(MAC), page()).await.unwrap().items;
-    assert_eq!(history.len(), 1);
+    // Newest first: the announcement, then the timeout.
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].event_type, EVENT_IMAGE_BEGIN);
     assert_eq!(history[0].event_type, EVENT_IMAGE_TIMEOUT);
     assert_eq!(history[0].image_name.as_deref(), Some(IMAGE));
     // One retry used of three: no alert yet.

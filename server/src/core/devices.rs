@@ -221,6 +221,8 @@ pub fn is_timed_out(status: ImageStatus, next_wake_at: Option<Timestamp>, now: T
 /// A command to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCommand {
+    /// The image a retry_image command is about: a newer retry of it replaces this one.
+    pub image_name: Option<String>,
     pub command_type: String,
     pub payload: Vec<u8>,
     pub priority: u32,
@@ -266,6 +268,7 @@ pub fn decide_timeout(image: &ImageProgress, next_wake_at: Timestamp) -> Timeout
 /// The `retry_image` command for the wake at `next_wake_at`.
 pub fn retry_command(image_name: &str, missing: Vec<u32>, next_wake_at: Timestamp) -> NewCommand {
     NewCommand {
+        image_name: Some(image_name.to_owned()),
         command_type: RETRY_IMAGE.to_owned(),
         payload: retry_payload(image_name, missing),
         priority: RETRY_PRIORITY,
@@ -409,8 +412,74 @@ pub struct Alert {
     pub acknowledged_at: Option<Timestamp>,
 }
 
+pub const EVENT_HELLO: &str = "hello";
+pub const EVENT_SLEEP: &str = "sleep";
+pub const EVENT_IMAGE_BEGIN: &str = "image_begin";
+pub const EVENT_IMAGE_COMPLETE: &str = "image_complete";
 pub const EVENT_IMAGE_TIMEOUT: &str = "image_timeout";
+pub const EVENT_CHECKSUM_MISMATCH: &str = "checksum_mismatch";
 pub const EVENT_MANUAL_RETRY: &str = "manual_retry";
+pub const EVENT_COMMAND_SENT: &str = "command_sent";
+pub const CHECKSUM_MISMATCH_REASON: &str = "checksum mismatch: every chunk is needed again";
+
+/// One wake-to-sleep cycle of a device, with what it reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeSession {
+    pub id: i64,
+    pub mac: String,
+    pub status: WakeSessionStatus,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// Chunks stored during the session (repeats not counted).
+    pub chunks_sent: u32,
+    /// Chunks of the images the device sent chunks of this session.
+    pub chunks_total: u32,
+    /// Chunks still missing of those images when the session ended.
+    pub chunks_missing: Vec<u32>,
+    pub firmware: String,
+    pub battery_percent: u32,
+    pub battery_millivolts: u32,
+    pub wifi_retries: u32,
+    pub rssi_dbm: i32,
+    pub error_codes: Vec<u32>,
+}
+
+/// What a HELLO did: the session it opened, what the device's own timeout check did, and the
+/// commands to publish now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloOutcome {
+    pub session_id: i64,
+    pub timeouts: SweepOutcome,
+    pub commands: Vec<Command>,
+}
+
+/// When a device wakes next: the time it named, else its interval after `now`, else unknown.
+pub fn next_wake(
+    named: Option<Timestamp>,
+    wake_interval_seconds: u32,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    named.or_else(|| {
+        (wake_interval_seconds > 0)
+            .then(|| now.plus(Duration::from_secs(u64::from(wake_interval_seconds))))
+    })
+}
+
+/// Numbers kept in one text column ("3,7,12"): chunk indices, device error codes.
+pub fn join_numbers(numbers: &[u32]) -> String {
+    numbers
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The inverse of `join_numbers`; anything unreadable is skipped.
+pub fn split_numbers(text: &str) -> Vec<u32> {
+    text.split(',')
+        .filter_map(|part| part.trim().parse().ok())
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEvent {

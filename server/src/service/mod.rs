@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod chunk_queue;
 pub mod device_inbox;
+pub mod devices;
 pub mod health;
 pub mod paging;
 pub mod sync_retry;

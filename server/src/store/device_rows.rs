@@ -3,10 +3,12 @@
 use diesel::prelude::*;
 
 use super::rows::{count, to_i32};
-use super::schema::{device_alerts, device_commands, device_history, device_images, devices};
+use super::schema::{
+    device_alerts, device_commands, device_history, device_images, device_wake_sessions, devices,
+};
 use crate::core::devices::{
-    Alert, ChunkBitmap, Command, CommandStatus, Device, DeviceStatus, HistoryEvent, Image,
-    ImageStatus, NewCommand,
+    split_numbers, Alert, ChunkBitmap, Command, CommandStatus, Device, DeviceStatus, HistoryEvent,
+    Image, ImageStatus, NewCommand, WakeSession, WakeSessionStatus,
 };
 use crate::core::{Error, Result, Timestamp};
 
@@ -135,6 +137,7 @@ impl CommandRow {
 #[diesel(table_name = device_commands)]
 pub struct NewCommandRow<'a> {
     pub device_id: i64,
+    pub image_id: Option<i64>,
     pub command_type: &'a str,
     pub payload: &'a [u8],
     pub priority: i32,
@@ -145,9 +148,15 @@ pub struct NewCommandRow<'a> {
 }
 
 impl<'a> NewCommandRow<'a> {
-    pub fn new(device_id: i64, command: &'a NewCommand, now: Timestamp) -> Self {
+    pub fn new(
+        device_id: i64,
+        image_id: Option<i64>,
+        command: &'a NewCommand,
+        now: Timestamp,
+    ) -> Self {
         Self {
             device_id,
+            image_id,
             command_type: &command.command_type,
             payload: &command.payload,
             priority: to_i32(command.priority),
@@ -231,4 +240,47 @@ pub struct NewHistoryRow<'a> {
     pub image_name: Option<&'a str>,
     pub session_id: Option<i64>,
     pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = device_wake_sessions)]
+pub struct WakeSessionRow {
+    pub id: i64,
+    pub status: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub chunks_sent: i32,
+    pub chunks_total: i32,
+    pub chunks_missing: String,
+    pub firmware: String,
+    pub battery_percent: i32,
+    pub battery_millivolts: i32,
+    pub wifi_retries: i32,
+    pub rssi_dbm: i32,
+    pub error_codes: String,
+}
+
+impl WakeSessionRow {
+    pub fn into_session(self, mac: String) -> Result<WakeSession> {
+        Ok(WakeSession {
+            id: self.id,
+            mac,
+            status: parse_word(
+                "wake session status",
+                &self.status,
+                WakeSessionStatus::parse,
+            )?,
+            started_at: Timestamp::from_micros(self.started_at),
+            ended_at: time(self.ended_at),
+            chunks_sent: count(self.chunks_sent),
+            chunks_total: count(self.chunks_total),
+            chunks_missing: split_numbers(&self.chunks_missing),
+            firmware: self.firmware,
+            battery_percent: count(self.battery_percent),
+            battery_millivolts: count(self.battery_millivolts),
+            wifi_retries: count(self.wifi_retries),
+            rssi_dbm: self.rssi_dbm,
+            error_codes: split_numbers(&self.error_codes),
+        })
+    }
 }

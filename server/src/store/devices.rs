@@ -11,7 +11,7 @@ macro_rules! impl_device_store {
 
             use diesel::dsl::count_star;
             use diesel::{
-                BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl,
+                ExpressionMethods, NullableExpressionMethods, OptionalExtension, QueryDsl,
                 SelectableHelper,
             };
             #[allow(unused_imports)]
@@ -27,7 +27,7 @@ macro_rules! impl_device_store {
             use $crate::store::rows::to_i32;
             use $crate::store::schema::{
                 device_alerts, device_commands, device_history, device_image_chunks, device_images,
-                devices,
+                device_wake_sessions, devices,
             };
 
             const RECEIVING: &str = "receiving";
@@ -106,14 +106,26 @@ macro_rules! impl_device_store {
                         .optional()?)
                 }
 
+                /// Queues a command; a retry of an image replaces the image's older pending
+                /// retries, so a device never gets two lists of missing chunks for one image.
                 async fn insert_command(
                     conn: &mut $conn,
                     device_id: i64,
+                    image_id: Option<i64>,
                     command: &NewCommand,
                     now: Timestamp,
                 ) -> Result<CommandRow, TxError> {
+                    if let Some(image_id) = image_id {
+                        diesel::delete(
+                            device_commands::table
+                                .filter(device_commands::image_id.eq(image_id))
+                                .filter(device_commands::status.eq(PENDING_COMMAND)),
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                     Ok(diesel::insert_into(device_commands::table)
-                        .values(NewCommandRow::new(device_id, command, now))
+                        .values(NewCommandRow::new(device_id, image_id, command, now))
                         .returning(CommandRow::as_returning())
                         .get_result(conn)
                         .await?)
@@ -141,20 +153,34 @@ macro_rules! impl_device_store {
                     Ok(())
                 }
 
-                /// Applies the timeout rule to one image found receiving past its device's wake.
-                /// The UPDATE re-checks `receiving`, so a sweep racing another changes nothing
-                /// twice.
-                async fn time_out_image(
+                /// Applies the timeout rule to one image: found receiving past its device's
+                /// wake, or failed with retries left and no retry waiting (its last one expired
+                /// or was answered with nothing). A checksum mismatch fails the image the same
+                /// way but first forgets its chunks: which one was bad is unknown. The UPDATE
+                /// re-checks the status read, so a sweep racing another changes nothing twice.
+                async fn fail_image(
                     conn: &mut $conn,
                     row: ImageRow,
                     mac: String,
                     next_wake_at: Timestamp,
                     now: Timestamp,
+                    reason: &'static str,
                     outcome: &mut SweepOutcome,
                 ) -> Result<(), TxError> {
                     let image_id = row.id;
                     let device_id = row.device_id;
-                    let image = row.into_image(mac)?;
+                    let read_status = row.status.clone();
+                    let mut image = row.into_image(mac)?;
+                    let forget_chunks = reason == CHECKSUM_MISMATCH_REASON;
+                    if forget_chunks {
+                        image.chunks = ChunkBitmap::empty(image.chunks.total());
+                        diesel::delete(
+                            device_image_chunks::table
+                                .filter(device_image_chunks::image_id.eq(image_id)),
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                     let decision = decide_timeout(
                         &ImageProgress {
                             image_name: image.image_name.clone(),
@@ -168,13 +194,15 @@ macro_rules! impl_device_store {
                     let updated = diesel::update(
                         device_images::table
                             .filter(device_images::id.eq(image_id))
-                            .filter(device_images::status.eq(RECEIVING)),
+                            .filter(device_images::status.eq(read_status)),
                     )
                     .set((
                         device_images::status.eq(FAILED),
                         device_images::failed_at.eq(Some(now.as_micros())),
-                        device_images::timeout_reason.eq(Some(TIMEOUT_REASON)),
+                        device_images::timeout_reason.eq(Some(reason)),
                         device_images::retry_count.eq(to_i32(decision.retry_count)),
+                        device_images::chunk_bitmap.eq(image.chunks.as_bytes().to_vec()),
+                        device_images::chunks_received.eq(to_i32(image.chunks.received())),
                         device_images::updated_at.eq(now.as_micros()),
                     ))
                     .execute(&mut *conn)
@@ -187,16 +215,16 @@ macro_rules! impl_device_store {
                     let name = image.image_name.as_str();
                     let message = match &decision.retry {
                         Some(_) => format!(
-                            "image {name} {TIMEOUT_REASON}: {} of {} chunks missing; retry {} \
-                             of {} queued",
+                            "image {name} {reason}: {} of {} chunks missing; retry {} of {} \
+                             queued",
                             missing.len(),
                             image.chunks.total(),
                             decision.retry_count,
                             image.max_retries
                         ),
                         None => format!(
-                            "image {name} {TIMEOUT_REASON}: {} of {} chunks missing; its {} \
-                             retries are used up",
+                            "image {name} {reason}: {} of {} chunks missing; its {} retries \
+                             are used up",
                             missing.len(),
                             image.chunks.total(),
                             image.max_retries
@@ -206,7 +234,11 @@ macro_rules! impl_device_store {
                         conn,
                         NewHistoryRow {
                             device_id,
-                            event_type: EVENT_IMAGE_TIMEOUT,
+                            event_type: if forget_chunks {
+                                EVENT_CHECKSUM_MISMATCH
+                            } else {
+                                EVENT_IMAGE_TIMEOUT
+                            },
                             message: message.clone(),
                             image_name: Some(name),
                             session_id: None,
@@ -216,7 +248,8 @@ macro_rules! impl_device_store {
                     .await?;
                     match &decision.retry {
                         Some(retry) => {
-                            Self::insert_command(conn, device_id, retry, now).await?;
+                            Self::insert_command(conn, device_id, Some(image_id), retry, now)
+                                .await?;
                             outcome.retries_queued += 1;
                         }
                         None => outcome.failed_to_queue += 1,
@@ -241,6 +274,57 @@ macro_rules! impl_device_store {
                             },
                         )
                         .await?;
+                    }
+                    Ok(())
+                }
+
+                /// The timeout rule for the devices whose wake time has come (one device, or
+                /// all): images still receiving with chunks missing. At a device's HELLO
+                /// (`device` set) also its failed images with retries left and no retry
+                /// waiting, which get a retry valid for this wake.
+                async fn time_out_due_images(
+                    conn: &mut $conn,
+                    device: Option<i64>,
+                    now: Timestamp,
+                    outcome: &mut SweepOutcome,
+                ) -> Result<(), TxError> {
+                    let mut query = device_images::table
+                        .inner_join(devices::table)
+                        .filter(device_images::status.eq(RECEIVING))
+                        .filter(device_images::chunks_received.lt(device_images::total_chunks))
+                        .filter(devices::next_wake_at.le(now.as_micros()))
+                        .order(device_images::id.asc())
+                        .select((ImageRow::as_select(), devices::mac, devices::next_wake_at))
+                        .into_boxed();
+                    if let Some(device) = device {
+                        query = query.filter(devices::id.eq(device));
+                    }
+                    let stale: Vec<(ImageRow, String, Option<i64>)> = query.load(conn).await?;
+                    for (row, mac, next_wake_at) in stale {
+                        let Some(wake) = next_wake_at.map(Timestamp::from_micros) else {
+                            continue;
+                        };
+                        Self::fail_image(conn, row, mac, wake, now, TIMEOUT_REASON, outcome)
+                            .await?;
+                    }
+                    let Some(device) = device else {
+                        return Ok(());
+                    };
+                    let waiting = device_commands::table
+                        .filter(device_commands::image_id.eq(device_images::id.nullable()))
+                        .filter(device_commands::status.eq(PENDING_COMMAND));
+                    let unretried: Vec<(ImageRow, String)> = device_images::table
+                        .inner_join(devices::table)
+                        .filter(devices::id.eq(device))
+                        .filter(device_images::status.eq(FAILED))
+                        .filter(device_images::retry_count.lt(device_images::max_retries))
+                        .filter(diesel::dsl::not(diesel::dsl::exists(waiting)))
+                        .order(device_images::id.asc())
+                        .select((ImageRow::as_select(), devices::mac))
+                        .load(conn)
+                        .await?;
+                    for (row, mac) in unretried {
+                        Self::fail_image(conn, row, mac, now, now, TIMEOUT_REASON, outcome).await?;
                     }
                     Ok(())
                 }
@@ -368,6 +452,21 @@ macro_rules! impl_device_store {
                                 .returning(ImageRow::as_returning())
                                 .get_result(conn)
                                 .await?;
+                            Self::insert_history(
+                                conn,
+                                NewHistoryRow {
+                                    device_id: device.id,
+                                    event_type: EVENT_IMAGE_BEGIN,
+                                    message: format!(
+                                        "image {} announced: {} chunks, {} bytes",
+                                        image.image_name, image.total_chunks, image.size_bytes
+                                    ),
+                                    image_name: Some(&image.image_name),
+                                    session_id: None,
+                                    created_at: now.as_micros(),
+                                },
+                            )
+                            .await?;
                             Ok(row.into_image(device.mac)?)
                         })
                         .await?;
@@ -422,6 +521,21 @@ macro_rules! impl_device_store {
                                 ))
                                 .execute(&mut *conn)
                                 .await?;
+                            // The chunk counts for the wake session it arrived in.
+                            diesel::update(
+                                device_wake_sessions::table
+                                    .filter(device_wake_sessions::device_id.eq(device.id))
+                                    .filter(
+                                        device_wake_sessions::status
+                                            .eq(WakeSessionStatus::InProgress.as_str()),
+                                    ),
+                            )
+                            .set(
+                                device_wake_sessions::chunks_sent
+                                    .eq(device_wake_sessions::chunks_sent + 1),
+                            )
+                            .execute(&mut *conn)
+                            .await?;
                             let updated: ImageRow = diesel::update(
                                 device_images::table.filter(device_images::id.eq(row.id)),
                             )
@@ -516,7 +630,7 @@ macro_rules! impl_device_store {
                 ) -> Result<Command> {
                     let mut conn = self.conn().await?;
                     let device = Self::device_row(&mut conn, mac).await?;
-                    Self::insert_command(&mut conn, device.id, command, now)
+                    Self::insert_command(&mut conn, device.id, None, command, now)
                         .await?
                         .into_command(device.mac)
                 }
@@ -524,25 +638,9 @@ macro_rules! impl_device_store {
                 async fn due_commands(&self, mac: &str, now: Timestamp) -> Result<Vec<Command>> {
                     let mut conn = self.conn().await?;
                     let device = Self::device_row(&mut conn, mac).await?;
-                    let rows: Vec<CommandRow> = device_commands::table
-                        .filter(device_commands::device_id.eq(device.id))
-                        .filter(device_commands::status.eq(PENDING_COMMAND))
-                        .filter(device_commands::scheduled_for.le(now.as_micros()))
-                        .filter(
-                            device_commands::expires_at
-                                .is_null()
-                                .or(device_commands::expires_at.gt(now.as_micros())),
-                        )
-                        .order((
-                            device_commands::priority.desc(),
-                            device_commands::scheduled_for.asc(),
-                            device_commands::id.asc(),
-                        ))
-                        .select(CommandRow::as_select())
-                        .load(&mut *conn)
-                        .await
-                        .map_err(TxError::from)?;
-                    rows.into_iter()
+                    Self::due_command_rows(&mut conn, device.id, now)
+                        .await?
+                        .into_iter()
                         .map(|row| row.into_command(device.mac.clone()))
                         .collect()
                 }
@@ -583,25 +681,7 @@ macro_rules! impl_device_store {
                     let outcome = conn
                         .$tx(async |conn| {
                             let mut outcome = SweepOutcome::default();
-                            let stale: Vec<(ImageRow, String, Option<i64>)> = device_images::table
-                                .inner_join(devices::table)
-                                .filter(device_images::status.eq(RECEIVING))
-                                .filter(devices::next_wake_at.le(now.as_micros()))
-                                .order(device_images::id.asc())
-                                .select((
-                                    ImageRow::as_select(),
-                                    devices::mac,
-                                    devices::next_wake_at,
-                                ))
-                                .load(conn)
-                                .await?;
-                            for (row, mac, next_wake_at) in stale {
-                                let Some(wake) = next_wake_at.map(Timestamp::from_micros) else {
-                                    continue;
-                                };
-                                Self::time_out_image(conn, row, mac, wake, now, &mut outcome)
-                                    .await?;
-                            }
+                            Self::time_out_due_images(conn, None, now, &mut outcome).await?;
                             let removed = diesel::delete(
                                 device_commands::table
                                     .filter(device_commands::status.eq(PENDING_COMMAND))
@@ -650,7 +730,8 @@ macro_rules! impl_device_store {
                                 reset.images_reset += 1;
                                 let retry =
                                     retry_command(&row.image_name, row.chunks().missing(), wake);
-                                Self::insert_command(conn, device.id, &retry, now).await?;
+                                Self::insert_command(conn, device.id, Some(row.id), &retry, now)
+                                    .await?;
                                 reset.retries_queued += 1;
                                 Self::insert_history(
                                     conn,

@@ -16,9 +16,10 @@ use crate::core::chunks::{
     Failure, Job, JobFilter, JobProgress, JobStatus, LeasedChunk, NewJob, Page, PageRequest,
     QueueDepth, RecoverOutcome,
 };
+use crate::core::device_messages::{HelloReport, SleepReport};
 use crate::core::devices::{
-    Alert, AlertFilter, ChunkReceipt, Command, CommandFilter, Device, HistoryEvent, Image,
-    ImageFilter, NewCommand, NewDevice, NewImage, RetryReset, SweepOutcome,
+    Alert, AlertFilter, ChunkReceipt, Command, CommandFilter, Device, HelloOutcome, HistoryEvent,
+    Image, ImageFilter, NewCommand, NewDevice, NewImage, RetryReset, SweepOutcome, WakeSession,
 };
 use crate::core::sync::records::{
     ChangeResult, Conflict, ConflictFilter, PulledChanges, Push, Resolution,
@@ -37,6 +38,7 @@ use crate::core::{Result, Timestamp};
 
 mod chunk_queue;
 mod device_rows;
+mod device_sessions;
 mod devices;
 mod error;
 mod keys;
@@ -390,9 +392,68 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<Page<HistoryEvent>>;
 }
 
+/// DeviceImages' device side: what HELLO, chunks and sleep change.
+#[async_trait]
+pub trait DeviceSessionStore: Send + Sync {
+    /// Closes a session the device left open (as timeout), applies the timeout rule to the
+    /// device's images whose wake time came (before the HELLO moves it), records the telemetry
+    /// and next wake, opens a session, and returns the due, unexpired pending commands, highest
+    /// priority first.
+    async fn device_hello(
+        &self,
+        mac: &str,
+        hello: &HelloReport,
+        now: Timestamp,
+    ) -> Result<HelloOutcome>;
+    /// Pending commands of the device among `command_ids` become sent. Returns how many did.
+    async fn mark_commands_sent(
+        &self,
+        mac: &str,
+        command_ids: &[i64],
+        now: Timestamp,
+    ) -> Result<u32>;
+    /// Closes the session (completed, or error with error codes) and records the next wake.
+    async fn device_sleep(&self, mac: &str, sleep: &SleepReport, now: Timestamp) -> Result<()>;
+    /// The image is in the blob store at `blob_key`: complete, its chunks and waiting retries
+    /// deleted. A complete image is returned as it is; FailedPrecondition while chunks miss.
+    async fn complete_image(
+        &self,
+        mac: &str,
+        image_name: &str,
+        blob_key: &str,
+        now: Timestamp,
+    ) -> Result<Image>;
+    /// The assembled chunks did not match the checksum: the image is failed, its chunks
+    /// forgotten, and (retries left) a retry of every chunk queued.
+    async fn reject_image_checksum(
+        &self,
+        mac: &str,
+        image_name: &str,
+        now: Timestamp,
+    ) -> Result<Image>;
+    /// (mac, image name) of images holding every chunk but not complete (a crash between the
+    /// last chunk and the assembly).
+    async fn images_awaiting_assembly(&self, limit: u32) -> Result<Vec<(String, String)>>;
+    /// Newest first, of one device or all.
+    async fn list_wake_sessions(
+        &self,
+        mac: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<WakeSession>>;
+    /// History events after `after_id`, oldest first (for watchers).
+    async fn history_after(
+        &self,
+        mac: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<HistoryEvent>>;
+    /// The newest history event's id; 0 when there is none.
+    async fn last_history_id(&self) -> Result<i64>;
+}
+
 #[async_trait]
 pub trait Store:
-    ChunkStore + KeyStore + TaskRunStore + UploadStore + SyncStore + DeviceStore
+    ChunkStore + KeyStore + TaskRunStore + UploadStore + SyncStore + DeviceStore + DeviceSessionStore
 {
     /// "postgres" or "sqlite".
     fn engine(&self) -> &'static str;

@@ -322,6 +322,7 @@ diesel::table! {
         status -> Text,
         created_at -> BigInt,
         sent_at -> Nullable<BigInt>,
+        image_id -> Nullable<BigInt>,
     }
 }
 

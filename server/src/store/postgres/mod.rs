@@ -12,6 +12,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use futures_util::FutureExt;
 
 use super::chunk_queue::impl_chunk_store;
+use super::device_sessions::impl_device_session_store;
 use super::devices::impl_device_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
@@ -225,5 +226,6 @@ impl_key_store!(PgStore, "postgres");
 impl_task_run_store!(PgStore);
 impl_upload_store!(PgStore, AsyncPgConnection, transaction);
 impl_device_store!(PgStore, AsyncPgConnection, transaction);
+impl_device_session_store!(PgStore, AsyncPgConnection, transaction);
 impl_sync_store!(PgStore, AsyncPgConnection, transaction);
 impl_sync_record_queries!(PgStore, AsyncPgConnection);

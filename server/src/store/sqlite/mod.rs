@@ -15,6 +15,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use futures_util::FutureExt;
 
 use super::chunk_queue::impl_chunk_store;
+use super::device_sessions::impl_device_session_store;
 use super::devices::impl_device_store;
 use super::error::pool_error;
 use super::keys::impl_key_store;
@@ -251,5 +252,6 @@ impl_key_store!(SqliteStore, "sqlite");
 impl_task_run_store!(SqliteStore);
 impl_upload_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_device_store!(SqliteStore, SqliteConn, immediate_transaction);
+impl_device_session_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_sync_store!(SqliteStore, SqliteConn, immediate_transaction);
 impl_sync_record_queries!(SqliteStore, SqliteConn);
