@@ -7,6 +7,7 @@ mod support;
 
 mod cases;
 mod device_cases;
+mod device_flow;
 mod sync_cases;
 mod uploads;
 
@@ -97,4 +98,16 @@ conformance!(
     retries_raise_an_alert_and_stop_at_max_retries,
     due_commands_come_highest_priority_first_and_never_expired,
     devices_list_with_pending_and_failed_counts,
+);
+
+conformance!(
+    device_images_flow from device_flow:
+    a_wake_cut_short_is_finished_at_the_next_wake,
+    retries_run_out_with_an_alert_and_an_operator_resets_them,
+    duplicated_and_out_of_order_chunks_change_nothing,
+    an_expired_command_is_never_delivered,
+    a_checksum_mismatch_asks_for_every_chunk_again,
+    an_interrupted_assembly_is_finished_by_the_sweep,
+    a_newer_retry_replaces_the_waiting_one,
+    unknown_devices_are_ignored_unless_registered_automatically,
 );
