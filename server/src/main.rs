@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             }
             Command::Worker(args) => retryd::tools::worker::run(args).await,
             Command::Bench(args) => retryd::tools::bench::run(args).await,
+            Command::SimulateDevices(args) => retryd::tools::simulate::run(args).await,
         }
     });
     match outcome {

@@ -44,6 +44,8 @@ pub enum Command {
     Worker(crate::tools::worker::WorkerArgs),
     /// Measure a server: enqueue and processing throughput, enqueue-to-worker latency, memory.
     Bench(crate::tools::bench::BenchArgs),
+    /// Simulate a fleet of battery devices over MQTT (DeviceImages), or measure chunk ingestion.
+    SimulateDevices(crate::tools::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
