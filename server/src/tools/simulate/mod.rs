@@ -16,6 +16,8 @@ mod operator;
 mod options;
 mod session;
 mod summary;
+#[cfg(test)]
+mod test_broker;
 mod wake;
 
 pub use bench::{run_bench, BenchReport};
