@@ -104,9 +104,12 @@ fn mosquitto_cli(
 ) -> Result<BrokerThroughput, String> {
     let topic = baseline_topic();
     let port = broker.port.to_string();
-    let connection = ["-h", &broker.host, "-p", &port, "-t", &topic, "-q", "1"];
+    let mut connection: Vec<&str> = vec!["-h", &broker.host, "-p", &port, "-t", &topic, "-q", "1"];
+    if let Some((user, password)) = &broker.credentials {
+        connection.extend(["-u", user, "-P", password]);
+    }
     let mut subscriber = Command::new("mosquitto_sub")
-        .args(connection)
+        .args(&connection)
         .args(["-C", &messages.to_string()])
         .stdout(Stdio::null())
         .spawn()
@@ -114,7 +117,7 @@ fn mosquitto_cli(
     std::thread::sleep(SUBSCRIBE_GRACE);
     let started = std::time::Instant::now();
     let mut publisher = Command::new("mosquitto_pub")
-        .args(connection)
+        .args(&connection)
         .arg("-l")
         .stdin(Stdio::piped())
         .spawn()

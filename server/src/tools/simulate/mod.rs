@@ -22,13 +22,15 @@ mod wake;
 
 pub use bench::{run_bench, BenchReport};
 pub use fleet::run_fleet;
-pub use options::{BrokerAddress, FleetOptions, SimulateArgs};
+pub use options::{BrokerAddress, FleetOptions, SimulateArgs, DEFAULT_MQTT_URL};
 pub use summary::Summary;
 
 /// The command: prints the summary (text or JSON) on stdout; fails when a device gave up or a
 /// downloaded image differs from what its device sent.
-pub async fn run(args: SimulateArgs) -> Result<(), String> {
-    let options = FleetOptions::from_args(&args)?;
+/// `mqtt_url` is the global `--mqtt-url` (or RETRYD_MQTT_URL), the one the server uses too.
+pub async fn run(args: SimulateArgs, mqtt_url: Option<String>) -> Result<(), String> {
+    let mqtt_url = mqtt_url.unwrap_or_else(|| DEFAULT_MQTT_URL.to_owned());
+    let options = FleetOptions::from_args(&args, &mqtt_url)?;
     let summary = if args.bench {
         let report = run_bench(options).await?;
         print(args.json, &report, BenchReport::to_text)?;

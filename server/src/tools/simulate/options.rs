@@ -15,7 +15,11 @@ const MAC_DIGITS: usize = 12;
 /// Chunks per image in `--bench` unless `--chunks` says otherwise: enough per device that
 /// ingestion, not connecting, dominates the measurement.
 const BENCH_CHUNKS: u32 = 256;
+/// The broker when neither `--mqtt-url` nor RETRYD_MQTT_URL names one (the server's default).
+pub const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
 
+/// The subcommand's own flags; the broker comes from the global `--mqtt-url` (RETRYD_MQTT_URL),
+/// shared with `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// How many devices to simulate.
@@ -24,9 +28,6 @@ pub struct SimulateArgs {
     /// The probability that a chunk is not published (0 to below 1).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
-    /// The broker the devices publish to (mqtt://host:port; no TLS).
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-    pub mqtt_url: String,
     /// The retryd server the devices are registered with and checked against.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
@@ -70,10 +71,12 @@ pub struct SimulateArgs {
 pub struct BrokerAddress {
     pub host: String,
     pub port: u16,
+    /// User name and password, from `mqtt://user:password@host`.
+    pub credentials: Option<(String, String)>,
 }
 
 impl BrokerAddress {
-    /// `mqtt://host[:port]` or `tcp://host[:port]`; the port defaults to 1883.
+    /// `mqtt://[user[:password]@]host[:port]` (or `tcp://…`); the port defaults to 1883.
     pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("mqtt://")
@@ -82,6 +85,13 @@ impl BrokerAddress {
                 format!("--mqtt-url {url:?}: expected mqtt://host:port (the simulator has no TLS)")
             })?;
         let rest = rest.trim_end_matches('/');
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((user_info, rest)) => {
+                let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+                (Some((user.to_owned(), password.to_owned())), rest)
+            }
+            None => (None, rest),
+        };
         let (host, port) = match rest.rsplit_once(':') {
             // An IPv6 literal without a port ("[::1]") has colons inside the brackets.
             Some((host, port)) if !port.contains(']') => {
@@ -99,6 +109,7 @@ impl BrokerAddress {
         Ok(Self {
             host: host.to_owned(),
             port,
+            credentials,
         })
     }
 }
@@ -136,7 +147,6 @@ impl FleetOptions {
         let args = SimulateArgs {
             count,
             loss,
-            mqtt_url: mqtt_url.into(),
             server: server.into(),
             api_key: None,
             chunks: None,
@@ -149,10 +159,10 @@ impl FleetOptions {
             json: false,
             bench: false,
         };
-        Self::from_args(&args)
+        Self::from_args(&args, mqtt_url)
     }
 
-    pub fn from_args(args: &SimulateArgs) -> Result<Self, String> {
+    pub fn from_args(args: &SimulateArgs, mqtt_url: &str) -> Result<Self, String> {
         if args.count == 0 || args.count > MAX_DEVICES {
             return Err(format!("--count must be 1 to {MAX_DEVICES}"));
         }
@@ -183,7 +193,7 @@ impl FleetOptions {
         if args.max_wakes == 0 {
             return Err("--max-wakes must be at least 1".into());
         }
-        let broker = BrokerAddress::parse(&args.mqtt_url)?;
+        let broker = BrokerAddress::parse(mqtt_url)?;
         let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
         let mac_prefix = match &args.mac_prefix {
             Some(prefix) => prefix.to_ascii_uppercase(),
@@ -260,7 +270,7 @@ mod tests {
     fn parse(line: &[&str]) -> Result<FleetOptions, String> {
         let cli = Cli::try_parse_from(std::iter::once("simulate").chain(line.iter().copied()))
             .map_err(|err| err.to_string())?;
-        FleetOptions::from_args(&cli.args)
+        FleetOptions::from_args(&cli.args, DEFAULT_MQTT_URL)
     }
 
     #[test]
@@ -278,7 +288,8 @@ mod tests {
             options.broker,
             BrokerAddress {
                 host: "127.0.0.1".into(),
-                port: 1883
+                port: 1883,
+                credentials: None
             }
         );
         assert_eq!(options.mac_prefix.len(), 6);
@@ -347,8 +358,15 @@ mod tests {
             BrokerAddress::parse("mqtt://broker.local:1884").unwrap(),
             BrokerAddress {
                 host: "broker.local".into(),
-                port: 1884
+                port: 1884,
+                credentials: None
             }
+        );
+        let with_user = BrokerAddress::parse("mqtt://sim:s3cret@broker.local:1884").unwrap();
+        assert_eq!(with_user.host, "broker.local");
+        assert_eq!(
+            with_user.credentials,
+            Some(("sim".to_owned(), "s3cret".to_owned()))
         );
         assert_eq!(BrokerAddress::parse("tcp://h").unwrap().port, 1883);
         assert_eq!(

@@ -49,6 +49,9 @@ impl Session {
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             // Room for a burst of chunks while the event loop writes.
             .set_request_channel_capacity(256);
+        if let Some((user, password)) = &broker.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
         let (client, eventloop) = AsyncClient::new(options, 256);
         let (sender, events) = mpsc::unbounded_channel();
         let poller = tokio::spawn(poll(eventloop, sender));

@@ -38,6 +38,7 @@ impl TestBroker {
             address: BrokerAddress {
                 host: "127.0.0.1".into(),
                 port,
+                credentials: None,
             },
             _dir: dir,
         };
