@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The simulator's devices use the broker the server would (flag or RETRYD_MQTT_URL).
+    let mqtt_url = cli.overrides.mqtt_url.clone();
     let outcome = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => retryd::app::serve(config).await,
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
             }
             Command::Worker(args) => retryd::tools::worker::run(args).await,
             Command::Bench(args) => retryd::tools::bench::run(args).await,
+            Command::SimulateDevices(args) => retryd::tools::simulate::run(args, mqtt_url).await,
         }
     });
     match outcome {

@@ -44,6 +44,8 @@ pub enum Command {
     Worker(crate::tools::worker::WorkerArgs),
     /// Measure a server: enqueue and processing throughput, enqueue-to-worker latency, memory.
     Bench(crate::tools::bench::BenchArgs),
+    /// Simulate a fleet of battery devices over MQTT (DeviceImages), or measure chunk ingestion.
+    SimulateDevices(crate::tools::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +84,10 @@ pub struct Overrides {
     /// Log format [default: text].
     #[arg(long, env = "RETRYD_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// The MQTT broker devices talk to, `mqtt://[user[:password]@]host[:port]`
+    /// [default: mqtt://127.0.0.1:1883].
+    #[arg(long, env = "RETRYD_MQTT_URL", global = true)]
+    pub mqtt_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
