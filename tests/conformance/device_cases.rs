@@ -402,6 +402,9 @@ pub async fn due_commands_come_highest_priority_first_and_never_expired(store: A
 pub async fn devices_list_with_pending_and_failed_counts(store: Arc<dyn Store>) {
     device_with_image(&store, MAC, 60).await;
     device_with_image(&store, "A4CF00000002", 600).await;
+    send(&store, &[0]).await;
+    store.run_timeout_sweep(at(60)).await.unwrap();
+    // Announced after the wake came: pending until the next one.
     store
         .begin_image(
             MAC,
@@ -411,12 +414,10 @@ pub async fn devices_list_with_pending_and_failed_counts(store: Arc<dyn Store>) 
                 size_bytes: 1,
                 sha256: "ef".repeat(32),
             },
-            T0,
+            at(61),
         )
         .await
         .unwrap();
-    send(&store, &[0]).await;
-    store.run_timeout_sweep(at(60)).await.unwrap();
 
     let devices = store.list_devices(page()).await.unwrap().items;
     let counts: Vec<(String, u32, u32)> = devices

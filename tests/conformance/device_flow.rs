@@ -472,3 +472,15 @@ pub async fn unknown_devices_are_ignored_unless_registered_automatically(store: 
     assert_eq!(device.wake_interval_seconds, 600);
     assert_eq!(device.next_wake_at, Some(T0.plus(Duration::from_secs(600))));
 }
+
+pub async fn an_image_whose_chunks_were_all_lost_is_retried_whole(store: Arc<dyn Store>) {
+    let f = Fixture::registered(store).await;
+    f.wake().await;
+    f.begin(f.sha()).await;
+    f.sleep_until_next_wake().await;
+    let commands = f.wake().await;
+    assert_eq!(retry_payload(&commands[0]).missing_chunks, vec![0, 1, 2, 3]);
+    assert_eq!(f.image().await.status, ImageStatus::Failed);
+    assert!(f.send(&[0, 1, 2, 3]).await.unwrap().image_complete);
+    assert_eq!(f.downloaded().await, f.content);
+}

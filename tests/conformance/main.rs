@@ -110,4 +110,5 @@ conformance!(
     an_interrupted_assembly_is_finished_by_the_sweep,
     a_newer_retry_replaces_the_waiting_one,
     unknown_devices_are_ignored_unless_registered_automatically,
+    an_image_whose_chunks_were_all_lost_is_retried_whole,
 );

@@ -212,10 +212,12 @@ pub struct ImageProgress {
     pub chunks: ChunkBitmap,
 }
 
-/// An image still receiving when its device's wake time has come will not be finished in this
-/// wake: it is failed. Without a known wake time nothing times out.
+/// An image still pending or receiving when its device's wake time has come will not be
+/// finished in this wake: it is failed (a pending one lost every chunk, and is retried whole).
+/// Without a known wake time nothing times out.
 pub fn is_timed_out(status: ImageStatus, next_wake_at: Option<Timestamp>, now: Timestamp) -> bool {
-    status == ImageStatus::Receiving && next_wake_at.is_some_and(|wake| now >= wake)
+    matches!(status, ImageStatus::Pending | ImageStatus::Receiving)
+        && next_wake_at.is_some_and(|wake| now >= wake)
 }
 
 /// A command to queue.
@@ -628,17 +630,14 @@ mod tests {
     }
 
     #[test]
-    fn only_receiving_images_time_out_and_only_once_the_wake_time_came() {
+    fn only_unfinished_images_time_out_and_only_once_the_wake_time_came() {
         let wake = Timestamp::from_micros(100 * MINUTE);
         let before = Timestamp::from_micros(100 * MINUTE - 1);
         assert!(!is_timed_out(ImageStatus::Receiving, Some(wake), before));
         assert!(is_timed_out(ImageStatus::Receiving, Some(wake), wake));
         assert!(!is_timed_out(ImageStatus::Receiving, None, wake));
-        for status in [
-            ImageStatus::Pending,
-            ImageStatus::Complete,
-            ImageStatus::Failed,
-        ] {
+        assert!(is_timed_out(ImageStatus::Pending, Some(wake), wake));
+        for status in [ImageStatus::Complete, ImageStatus::Failed] {
             assert!(!is_timed_out(status, Some(wake), wake));
         }
     }

@@ -30,6 +30,7 @@ macro_rules! impl_device_store {
                 device_wake_sessions, devices,
             };
 
+            const PENDING: &str = "pending";
             const RECEIVING: &str = "receiving";
             const FAILED: &str = "failed";
             const COMPLETE: &str = "complete";
@@ -279,7 +280,7 @@ macro_rules! impl_device_store {
                 }
 
                 /// The timeout rule for the devices whose wake time has come (one device, or
-                /// all): images still receiving with chunks missing. At a device's HELLO
+                /// all): images still pending or receiving with chunks missing. At a device's HELLO
                 /// (`device` set) also its failed images with retries left and no retry
                 /// waiting, which get a retry valid for this wake.
                 async fn time_out_due_images(
@@ -288,9 +289,11 @@ macro_rules! impl_device_store {
                     now: Timestamp,
                     outcome: &mut SweepOutcome,
                 ) -> Result<(), TxError> {
+                    // An image announced whose chunks were all lost is as unfinished as one
+                    // with some: it is retried whole.
                     let mut query = device_images::table
                         .inner_join(devices::table)
-                        .filter(device_images::status.eq(RECEIVING))
+                        .filter(device_images::status.eq_any([PENDING, RECEIVING]))
                         .filter(device_images::chunks_received.lt(device_images::total_chunks))
                         .filter(devices::next_wake_at.le(now.as_micros()))
                         .order(device_images::id.asc())
