@@ -117,7 +117,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     ));
 
     let (reporter, standard_health) = tonic_health::server::health_reporter();
-    spawn_standard_health_updates(&monitor, reporter);
+    spawn_standard_health_updates(&monitor, reporter, monitor.broker());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -8,6 +8,7 @@ pub mod core;
 pub mod delivery;
 pub mod events;
 pub mod grpc;
+pub mod mqtt;
 pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -13,8 +13,10 @@ use crate::core::limits::Limits;
 use crate::core::sync::SyncSettings;
 use crate::store::PoolSettings;
 
+mod mqtt;
 mod uploads;
 
+pub use mqtt::{MqttConfig, DEFAULT_MQTT_URL};
 pub use uploads::UploadsConfig;
 
 pub const DEFAULT_CONFIG_FILE: &str = "retryd.toml";
@@ -121,6 +123,8 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// SyncRetry: snapshot retention and error classification rules.
     pub sync: SyncSettings,
+    /// DeviceImages' MQTT device adapter.
+    pub mqtt: MqttConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +208,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             uploads: UploadsConfig::default(),
             sync: SyncSettings::default(),
+            mqtt: MqttConfig::default(),
         }
     }
 }
@@ -248,6 +253,14 @@ impl Config {
         if let Some(format) = overrides.log_format {
             config.log_format = format;
         }
+        if let Some(url) = &overrides.mqtt_url {
+            config.mqtt.url = url.clone();
+        }
+        // A bad broker address stops the start here, with the setting named.
+        config
+            .mqtt
+            .settings()
+            .map_err(|err| format!("invalid [mqtt] settings: {err}"))?;
         Ok(config)
     }
 
@@ -262,6 +275,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = mask_password(&shown.database_url);
+        shown.mqtt.url = mask_password(&shown.mqtt.url);
         toml::to_string(&shown)
             .unwrap_or_else(|err| format!("# cannot print the configuration: {err}\n"))
     }
@@ -295,6 +309,7 @@ const FLAG_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "INSECURE_NO_AUTH",
     "LOG_FORMAT",
+    "MQTT_URL",
     "LOG",
     // `retryd worker --api-key` (and the clients' examples) read the key from RETRYD_API_KEY.
     "API_KEY",
@@ -419,5 +434,141 @@ mod tests {
     fn the_workers_api_key_variable_is_no_setting() {
         let env = [("RETRYD_API_KEY".to_owned(), "rtd_x_y".to_owned())];
         assert!(Config::load_with_env(&Overrides::default(), env.into_iter()).is_ok());
+    }
+
+    #[test]
+    fn mqtt_defaults_to_a_local_broker() {
+        let config = Config::load_with_env(&Overrides::default(), std::iter::empty()).unwrap();
+        assert!(config.mqtt.enabled);
+        assert_eq!(config.mqtt.url, DEFAULT_MQTT_URL);
+        assert!(!config.mqtt.auto_register);
+        let settings = config.mqtt.settings().unwrap().expect("enabled by default");
+        assert_eq!(
+            (settings.broker.host.as_str(), settings.broker.port),
+            ("127.0.0.1", 1883)
+        );
+        assert!(
+            settings.client_id.starts_with("retryd-"),
+            "{}",
+            settings.client_id
+        );
+        assert_eq!(
+            settings.client_id,
+            config.mqtt.settings().unwrap().unwrap().client_id
+        );
+        assert_eq!(settings.share_group, "retryd");
+        assert_eq!(settings.workers, 8);
+        assert_eq!(settings.max_chunk_bytes, 64 * 1024);
+        assert_eq!(settings.reconnect_backoff_min, Duration::from_millis(100));
+        assert_eq!(settings.reconnect_backoff_max, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn mqtt_layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retryd.toml");
+        std::fs::write(
+            &file,
+            "[mqtt]\nurl = \"mqtt://file-broker:1884\"\nworkers = 3\nclient_id = \"replica-a\"\n",
+        )
+        .unwrap();
+        let env = [
+            ("RETRYD_MQTT__WORKERS".to_owned(), "5".to_owned()),
+            ("RETRYD_MQTT__AUTO_REGISTER".to_owned(), "true".to_owned()),
+            // Read by clap with --mqtt-url, so not a setting of the file.
+            (
+                "RETRYD_MQTT_URL".to_owned(),
+                "mqtt://ignored-here:1".to_owned(),
+            ),
+        ];
+        let overrides = Overrides {
+            config: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let config = Config::load_with_env(&overrides, env.clone().into_iter()).unwrap();
+        assert_eq!(config.mqtt.url, "mqtt://file-broker:1884");
+        assert_eq!(config.mqtt.workers, 5, "env beats the file");
+        assert!(config.mqtt.auto_register);
+        assert_eq!(
+            config.mqtt.settings().unwrap().unwrap().client_id,
+            "replica-a"
+        );
+        let overrides = Overrides {
+            config: Some(file),
+            mqtt_url: Some("mqtt://user:pw@flag-broker:1885".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load_with_env(&overrides, env.into_iter()).unwrap();
+        assert_eq!(
+            config.mqtt.url, "mqtt://user:pw@flag-broker:1885",
+            "the flag wins"
+        );
+        assert!(config
+            .to_toml()
+            .contains("mqtt://user:***@flag-broker:1885"));
+        let settings = config.mqtt.settings().unwrap().unwrap();
+        assert_eq!(settings.broker.username.as_deref(), Some("user"));
+        assert_eq!(settings.broker.display_url(), "mqtt://flag-broker:1885");
+    }
+
+    #[test]
+    fn the_mqtt_url_flag_and_variable_reach_the_overrides() {
+        let cli = Cli::try_parse_from(["retryd", "--mqtt-url", "mqtt://flag:1"]).unwrap();
+        assert_eq!(cli.overrides.mqtt_url.as_deref(), Some("mqtt://flag:1"));
+        // No other test reads this variable from the process environment (and the settings
+        // loader skips it), so setting it here disturbs nothing running alongside.
+        std::env::set_var("RETRYD_MQTT_URL", "mqtt://from-env:2");
+        let cli = Cli::try_parse_from(["retryd", "serve"]);
+        std::env::remove_var("RETRYD_MQTT_URL");
+        assert_eq!(
+            cli.unwrap().overrides.mqtt_url.as_deref(),
+            Some("mqtt://from-env:2")
+        );
+    }
+
+    #[test]
+    fn bad_mqtt_settings_refuse_to_start_with_the_reason() {
+        let load = |flag: Option<&str>, env: &[(&str, &str)]| {
+            let overrides = Overrides {
+                mqtt_url: flag.map(str::to_owned),
+                ..Overrides::default()
+            };
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Config::load_with_env(&overrides, env.into_iter())
+        };
+        let err = load(Some("mqtts://broker:8883"), &[]).unwrap_err();
+        assert!(
+            err.contains("[mqtt]") && err.contains("plain MQTT"),
+            "{err}"
+        );
+        let err = load(Some("broker:1883"), &[]).unwrap_err();
+        assert!(err.contains("mqtt://"), "{err}");
+        for (key, value, named) in [
+            ("RETRYD_MQTT__WORKERS", "0", "mqtt.workers"),
+            ("RETRYD_MQTT__SHARE_GROUP", "a/b", "mqtt.share_group"),
+            (
+                "RETRYD_MQTT__KEEP_ALIVE_SECONDS",
+                "0",
+                "mqtt.keep_alive_seconds",
+            ),
+            ("RETRYD_MQTT__MAX_CHUNK_BYTES", "0", "mqtt.max_chunk_bytes"),
+            ("RETRYD_MQTT__CLIENT_ID", "has space", "mqtt.client_id"),
+            (
+                "RETRYD_MQTT__RECONNECT_BACKOFF_MIN_MS",
+                "9000",
+                "reconnect_backoff",
+            ),
+        ] {
+            let err = load(None, &[(key, value)]).unwrap_err();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+        let err = load(None, &[("RETRYD_MQTT__URLL", "x")]).unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+        // Disabled: no broker, so its address is not checked.
+        let config = load(Some("mqtts://broker"), &[("RETRYD_MQTT__ENABLED", "false")]).unwrap();
+        assert_eq!(config.mqtt.settings().unwrap(), None);
     }
 }

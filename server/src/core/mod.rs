@@ -4,6 +4,7 @@
 //! these types, so a rule is written once and holds for every way in.
 
 pub mod auth;
+pub mod broker;
 pub mod chunks;
 pub mod clock;
 pub mod device_messages;

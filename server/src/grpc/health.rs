@@ -1,5 +1,5 @@
 //! `retryd.v1.Health`, and the standard `grpc.health.v1.Health` status kept in step with the
-//! database's reachability.
+//! database's reachability (and, for DeviceImages, the MQTT broker's).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use super::chunk_queue::ResponseStream;
 use super::generated::health_server::Health;
 use super::{authorize, convert, error::status};
 use crate::core::auth::Permission;
+use crate::core::broker::BrokerState;
 use crate::service::auth::Authenticator;
 use crate::service::health::HealthMonitor;
 
@@ -26,6 +27,9 @@ pub const SERVICE_NAMES: &[&str] = &[
     "retryd.v1.Scheduler",
     "retryd.v1.SyncRetry",
 ];
+
+/// Needs the database and, when MQTT is enabled, the broker: devices cannot report without it.
+pub const DEVICE_IMAGES_SERVICE: &str = "retryd.v1.DeviceImages";
 
 pub struct HealthApi {
     monitor: Arc<HealthMonitor>,
@@ -98,25 +102,53 @@ impl Health for HealthApi {
     }
 }
 
-/// Keeps the standard health service's statuses in step with the database's reachability.
+/// Keeps the standard health service's statuses in step with the database's reachability;
+/// DeviceImages also with the broker's when `broker` is given (MQTT enabled).
 pub fn spawn_standard_health_updates(
     monitor: &HealthMonitor,
     reporter: HealthReporter,
+    broker: Option<watch::Receiver<BrokerState>>,
 ) -> tokio::task::JoinHandle<()> {
     let mut database = monitor.subscribe();
+    let mut broker = broker;
+    // After the adapter stops its last state (disconnected) stands; no more changes will come.
+    let mut broker_open = broker.is_some();
     tokio::spawn(async move {
         loop {
-            let serving = if database.borrow_and_update().reachable {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let database_up = database.borrow_and_update().reachable;
+            let broker_up = broker
+                .as_mut()
+                .is_none_or(|broker| broker.borrow_and_update().connected);
             for name in SERVICE_NAMES {
-                reporter.set_service_status(*name, serving).await;
+                reporter
+                    .set_service_status(*name, serving_status(database_up))
+                    .await;
             }
-            if database.changed().await.is_err() {
-                return;
+            reporter
+                .set_service_status(
+                    DEVICE_IMAGES_SERVICE,
+                    serving_status(database_up && broker_up),
+                )
+                .await;
+            let broker_changed = async {
+                match broker.as_mut() {
+                    Some(broker) if broker_open => broker.changed().await,
+                    // Without MQTT only the database matters.
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = database.changed() => if changed.is_err() { return },
+                changed = broker_changed => broker_open = changed.is_ok(),
             }
         }
     })
+}
+
+fn serving_status(serving: bool) -> ServingStatus {
+    if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
 }

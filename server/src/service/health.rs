@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::core::broker::BrokerState;
 use crate::core::chunks::QueueDepth;
 use crate::core::sync::ConnectionHealth;
 use crate::core::{Clock, Result, Timestamp};
@@ -30,9 +31,12 @@ pub struct SystemHealth {
     pub checked_at: Timestamp,
     /// SyncRetry's connection health per data type.
     pub connections: Vec<ConnectionHealth>,
+    /// DeviceImages' MQTT broker; None when MQTT is disabled.
+    pub broker: Option<BrokerState>,
 }
 
 impl SystemHealth {
+    /// The server as a whole: the broker only affects DeviceImages.
     pub fn serving(&self) -> bool {
         self.database.reachable
     }
@@ -43,6 +47,7 @@ pub struct HealthMonitor {
     clock: Arc<dyn Clock>,
     scheduler: Arc<Scheduler>,
     database: watch::Sender<DatabaseState>,
+    broker: Option<watch::Receiver<BrokerState>>,
 }
 
 impl HealthMonitor {
@@ -58,7 +63,19 @@ impl HealthMonitor {
             clock,
             scheduler,
             database: watch::channel(initial).0,
+            broker: None,
         }
+    }
+
+    /// Reports the MQTT adapter's broker state too.
+    pub fn with_broker(mut self, broker: watch::Receiver<BrokerState>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The broker state, when MQTT is enabled.
+    pub fn broker(&self) -> Option<watch::Receiver<BrokerState>> {
+        self.broker.clone()
     }
 
     /// Pings the database once and publishes the result if reachability changed (latency alone
@@ -118,6 +135,7 @@ impl HealthMonitor {
             scheduler_leader: self.scheduler.is_leader(),
             checked_at: self.clock.now(),
             connections,
+            broker: self.broker.as_ref().map(|broker| broker.borrow().clone()),
         })
     }
 }

@@ -201,6 +201,12 @@ pub fn system_health(health: SystemHealth) -> pb::SystemHealth {
             .into_iter()
             .map(super::sync_convert::connection_health)
             .collect(),
+        broker: health.broker.map(|broker| pb::BrokerHealth {
+            connected: broker.connected,
+            url: broker.url,
+            since: Some(timestamp(broker.since)),
+            last_error: broker.last_error.unwrap_or_default(),
+        }),
     }
 }
 
