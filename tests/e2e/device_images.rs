@@ -14,8 +14,9 @@ use retryd::core::limits::Limits;
 use retryd::core::{Clock, SystemClock};
 use retryd::service::device_inbox::DeviceInbox;
 use retryd::service::devices::{DeviceService, DeviceSettings};
+use retryd_client::tonic::metadata::MetadataValue;
 use retryd_client::tonic::transport::Channel;
-use retryd_client::tonic::{Code, Status, Streaming};
+use retryd_client::tonic::{Code, Request, Status, Streaming};
 use retryd_client::v1::device_images_client::DeviceImagesClient;
 use retryd_client::v1::scheduler_client::SchedulerClient;
 use retryd_client::v1::*;
@@ -23,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::support::server::{write_config, ServerProcess};
+use crate::support::server::{create_key, write_config, ServerProcess};
 use crate::support::{Engine, TestDb};
 
 const MAC: &str = "AABBCCDDEE01";
@@ -795,4 +796,83 @@ pub async fn an_image_from_another_replica_is_watched_timed_out_retried_and_down
         .expect_err("with a status");
     assert_eq!(ended.code(), Code::Unavailable, "{}", ended.message());
     assert!(ended.message().contains("shutting down"));
+}
+
+fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(format!("Bearer {key}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Readers read and watch; services also register, queue and acknowledge; the operator's
+/// recovery actions (the sweep, resetting failed images) need an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_gate_device_calls() {
+    let db = TestDb::sqlite();
+    let admin = create_key(&db.url, "admin");
+    let service = create_key(&db.url, "service");
+    let reader = create_key(&db.url, "reader");
+    let server = ServerProcess::start(&db.url, &[]);
+    let mut client = DeviceImagesClient::new(server.channel().await);
+
+    let refused = client
+        .register_device(with_key(register(MAC, "cam"), &reader))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    client
+        .register_device(with_key(register(MAC, "cam"), &service))
+        .await
+        .unwrap();
+    client
+        .queue_command(with_key(command("set_interval"), &service))
+        .await
+        .unwrap();
+    let devices = client
+        .list_devices(with_key(ListDevicesRequest::default(), &reader))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(devices.devices.len(), 1);
+    client
+        .watch_device_events(with_key(
+            WatchDeviceEventsRequest { mac: MAC.into() },
+            &reader,
+        ))
+        .await
+        .unwrap();
+    for key in [&reader, &service] {
+        let refused = client
+            .run_timeout_sweep(with_key(RunTimeoutSweepRequest {}, key))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        let refused = client
+            .retry_failed_images(with_key(RetryFailedImagesRequest { mac: MAC.into() }, key))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+    }
+    let refused = client
+        .acknowledge_alert(with_key(AcknowledgeAlertRequest { alert_id: 1 }, &reader))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    client
+        .run_timeout_sweep(with_key(RunTimeoutSweepRequest {}, &admin))
+        .await
+        .unwrap();
+    client
+        .retry_failed_images(with_key(
+            RetryFailedImagesRequest { mac: MAC.into() },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let unauthenticated = client
+        .get_device(GetDeviceRequest { mac: MAC.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
 }
