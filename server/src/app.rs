@@ -22,7 +22,9 @@ use crate::core::{Clock, SystemClock};
 use crate::delivery::Deliveries;
 use crate::events::Events;
 use crate::grpc::chunk_queue::ChunkQueueApi;
+use crate::grpc::device_images::DeviceImagesApi;
 use crate::grpc::generated::chunk_queue_server::ChunkQueueServer;
+use crate::grpc::generated::device_images_server::DeviceImagesServer;
 use crate::grpc::generated::health_server::HealthServer;
 use crate::grpc::generated::scheduler_server::SchedulerServer;
 use crate::grpc::generated::sync_retry_server::SyncRetryServer;
@@ -32,11 +34,12 @@ use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
 use crate::grpc::scheduler::SchedulerApi;
 use crate::grpc::sync_retry::SyncRetryApi;
 use crate::grpc::upload_retry::UploadRetryApi;
-use crate::scheduler::tasks::{ProcessSyncRetries, PruneSyncRetries};
+use crate::scheduler::tasks::{DeviceTimeoutSweep, ProcessSyncRetries, PruneSyncRetries};
 use crate::scheduler::tasks::{PruneFinishedJobs, PruneUploads, RecoverStuckChunks, UploadSweep};
 use crate::scheduler::{ScheduledTask, Scheduler};
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::devices::{DeviceService, DeviceSettings};
 use crate::service::health::HealthMonitor;
 use crate::service::sync_retry::SyncRetryService;
 use crate::service::uploads::UploadService;
@@ -91,6 +94,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
         Duration::from_millis(config.claim_fallback_poll_ms.max(10)),
     ));
     let uploads = Arc::new(build_upload_service(&config, &store, &clock)?);
+    let devices = Arc::new(build_device_service(&config, &store, &clock)?);
     let sync_retry = Arc::new(
         SyncRetryService::new(
             Arc::clone(&store),
@@ -104,6 +108,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     store.listen_for_changes(Arc::clone(&events) as Arc<dyn ChangeSink>);
     let mut scheduler = build_scheduler(&config, &store, &clock, &chunk_queue, &uploads);
     scheduler.add_tasks(sync_retry_tasks(&config, &sync_retry));
+    scheduler.add_tasks(vec![device_timeout_sweep(&config, &devices)]);
     let scheduler = Arc::new(scheduler);
     scheduler.spawn(Duration::from_millis(config.scheduler.tick_ms.max(10)));
     let monitor = Arc::new(HealthMonitor::new(
@@ -140,6 +145,12 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let scheduler_api = SchedulerApi::new(scheduler, Arc::clone(&auth), config.limits.clone());
     let upload_retry_api = UploadRetryApi::new(uploads, Arc::clone(&auth), shutdown.clone());
     let sync_retry_api = SyncRetryApi::new(sync_retry, Arc::clone(&auth));
+    let device_images_api = DeviceImagesApi::new(
+        Arc::clone(&devices),
+        Arc::clone(&auth),
+        shutdown.clone(),
+        Duration::from_millis(config.watch_fallback_poll_ms.max(10)),
+    );
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -168,6 +179,9 @@ pub async fn serve(config: Config) -> AppResult<()> {
             UploadRetryServer::new(upload_retry_api).max_decoding_message_size(max_message),
         )
         .add_service(SyncRetryServer::new(sync_retry_api).max_decoding_message_size(max_message))
+        .add_service(
+            DeviceImagesServer::new(device_images_api).max_decoding_message_size(max_message),
+        )
         .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(listener)), async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new calls; streams are told to end");
@@ -203,6 +217,33 @@ fn build_upload_service(
         config.limits.clone(),
         settings,
     ))
+}
+
+/// DeviceImages keeps complete images in the same blob store as uploads: one place to back up.
+fn build_device_service(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> AppResult<DeviceService> {
+    let blobs = blobs::open(&config.uploads.blob_store)?;
+    Ok(DeviceService::new(
+        Arc::clone(store),
+        Arc::clone(clock),
+        Arc::new(blobs),
+        config.limits.clone(),
+        DeviceSettings::default(),
+    ))
+}
+
+fn device_timeout_sweep(config: &Config, devices: &Arc<DeviceService>) -> ScheduledTask {
+    let settings = &config.scheduler.device_timeout_sweep;
+    ScheduledTask {
+        task: Arc::new(DeviceTimeoutSweep {
+            devices: Arc::clone(devices),
+        }),
+        interval: settings.interval(),
+        enabled: settings.enabled,
+    }
 }
 
 fn build_scheduler(

@@ -32,6 +32,7 @@ mod bad_input;
 mod batches;
 mod bench;
 mod client_worker;
+mod device_images;
 mod protocol;
 mod sync_bad_input;
 mod sync_retry;

@@ -151,6 +151,8 @@ pub struct SchedulerConfig {
     pub prune_sync_retries: TaskConfig,
     /// Finished sync tasks and failure logs older than this are pruned.
     pub sync_retry_retention_seconds: u64,
+    /// DeviceImages' timeout sweep (the seed's every 5 minutes).
+    pub device_timeout_sweep: TaskConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +189,7 @@ impl Default for SchedulerConfig {
             sync_retry_batch: 10,
             prune_sync_retries: TaskConfig::every(3_600),
             sync_retry_retention_seconds: 7 * 24 * 3600,
+            device_timeout_sweep: TaskConfig::every(300),
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::service::health::HealthMonitor;
 pub const SERVICE_NAMES: &[&str] = &[
     "",
     "retryd.v1.ChunkQueue",
+    "retryd.v1.DeviceImages",
     "retryd.v1.Health",
     "retryd.v1.Scheduler",
     "retryd.v1.SyncRetry",

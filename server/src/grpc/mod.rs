@@ -3,6 +3,7 @@
 
 pub mod chunk_queue;
 pub mod convert;
+pub mod device_images;
 pub mod error;
 pub mod health;
 pub mod scheduler;

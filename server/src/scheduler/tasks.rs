@@ -9,6 +9,7 @@ use super::Task;
 use crate::core::tasks::TaskCounts;
 use crate::core::{Clock, Result};
 use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::devices::DeviceService;
 use crate::service::sync_retry::SyncRetryService;
 use crate::service::uploads::UploadService;
 use crate::store::Store;
@@ -162,5 +163,36 @@ impl Task for PruneSyncRetries {
     async fn run(&self) -> Result<TaskCounts> {
         let pruned = self.sync.prune(self.retention).await?;
         Ok(vec![("pruned".into(), pruned)])
+    }
+}
+
+pub const DEVICE_TIMEOUT_SWEEP: &str = "device_timeout_sweep";
+
+/// DeviceImages' timeout rule: images still receiving when their device's wake time came are
+/// failed and their retries queued; expired commands are deleted.
+pub struct DeviceTimeoutSweep {
+    pub devices: Arc<DeviceService>,
+}
+
+#[async_trait]
+impl Task for DeviceTimeoutSweep {
+    fn name(&self) -> &'static str {
+        DEVICE_TIMEOUT_SWEEP
+    }
+
+    async fn run(&self) -> Result<TaskCounts> {
+        let outcome = self.devices.run_timeout_sweep().await?;
+        Ok(vec![
+            (
+                "images_timed_out".into(),
+                u64::from(outcome.images_timed_out),
+            ),
+            ("retries_queued".into(), u64::from(outcome.retries_queued)),
+            ("failed_to_queue".into(), u64::from(outcome.failed_to_queue)),
+            (
+                "expired_commands_removed".into(),
+                u64::from(outcome.expired_commands_removed),
+            ),
+        ])
     }
 }

@@ -1,5 +1,6 @@
 //! Conversions between protobuf messages and domain types.
 
+pub mod devices;
 pub mod uploads;
 
 use retryd_client::v1 as pb;
