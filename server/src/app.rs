@@ -34,11 +34,13 @@ use crate::grpc::health::{spawn_standard_health_updates, HealthApi};
 use crate::grpc::scheduler::SchedulerApi;
 use crate::grpc::sync_retry::SyncRetryApi;
 use crate::grpc::upload_retry::UploadRetryApi;
+use crate::mqtt;
 use crate::scheduler::tasks::{DeviceTimeoutSweep, ProcessSyncRetries, PruneSyncRetries};
 use crate::scheduler::tasks::{PruneFinishedJobs, PruneUploads, RecoverStuckChunks, UploadSweep};
 use crate::scheduler::{ScheduledTask, Scheduler};
 use crate::service::auth::Authenticator;
 use crate::service::chunk_queue::ChunkQueueService;
+use crate::service::device_inbox::DeviceInbox;
 use crate::service::devices::{DeviceService, DeviceSettings};
 use crate::service::health::HealthMonitor;
 use crate::service::sync_retry::SyncRetryService;
@@ -111,11 +113,24 @@ pub async fn serve(config: Config) -> AppResult<()> {
     scheduler.add_tasks(vec![device_timeout_sweep(&config, &devices)]);
     let scheduler = Arc::new(scheduler);
     scheduler.spawn(Duration::from_millis(config.scheduler.tick_ms.max(10)));
-    let monitor = Arc::new(HealthMonitor::new(
+    // Devices reach DeviceImages through the broker; without one it is served over gRPC only.
+    let mqtt = config.mqtt.settings()?.map(|settings| {
+        mqtt::spawn(
+            settings,
+            Arc::clone(&devices) as Arc<dyn DeviceInbox>,
+            Arc::clone(&clock),
+            shutdown.clone(),
+        )
+    });
+    let mut monitor = HealthMonitor::new(
         Arc::clone(&store),
         Arc::clone(&clock),
         Arc::clone(&scheduler),
-    ));
+    );
+    if let Some(adapter) = &mqtt {
+        monitor = monitor.with_broker(adapter.broker_state());
+    }
+    let monitor = Arc::new(monitor);
     monitor.check_database().await;
     monitor.spawn_checks(Duration::from_millis(
         config.health_check_interval_ms.max(10),
@@ -197,6 +212,10 @@ pub async fn serve(config: Config) -> AppResult<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "calls still running after the grace period are cut off"),
     }
+    // The shutdown signal has gone out by now: the adapter finishes the messages in hand.
+    if let Some(adapter) = mqtt {
+        adapter.stopped().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -231,7 +250,11 @@ fn build_device_service(
         Arc::clone(clock),
         Arc::new(blobs),
         config.limits.clone(),
-        DeviceSettings::default(),
+        DeviceSettings {
+            auto_register: config.mqtt.auto_register,
+            max_chunk_bytes: config.mqtt.max_chunk_bytes,
+            ..DeviceSettings::default()
+        },
     ))
 }
 

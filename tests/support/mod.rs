@@ -128,6 +128,8 @@ impl Drop for TestDb {
     }
 }
 
+pub mod broker;
+pub mod device;
 pub mod http_sink;
 pub mod server;
 pub mod workers;
