@@ -32,7 +32,7 @@ pub async fn run_bench(options: FleetOptions) -> Result<BenchReport, String> {
     let broker = options.broker.clone();
     let message_bytes = chunk_message_bytes(&options);
     let ingestion = run_fleet(options).await?;
-    let messages = ingestion.acks_received.max(MIN_BASELINE_MESSAGES);
+    let messages = ingestion.chunks_published.max(MIN_BASELINE_MESSAGES);
     let broker_rumqttc = baseline::with_rumqttc(&broker, message_bytes, messages).await?;
     let (broker_mosquitto_cli, mosquitto_cli_error) =
         match baseline::with_mosquitto_cli(&broker, message_bytes, messages).await {
@@ -73,7 +73,7 @@ impl BenchReport {
         text.push_str(&line(
             "retryd ingestion (MQTT → stored, acked)",
             self.ingestion.ingestion_chunks_per_second,
-            format!("{} chunks", self.ingestion.acks_received),
+            format!("{} chunks", self.ingestion.chunks_published),
         ));
         let broker = &self.broker_rumqttc;
         text.push_str(&line(
