@@ -166,18 +166,17 @@ fn mosquitto_cli(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::simulate::test_broker::TestBroker;
+    use crate::tools::simulate::test_broker::Broker;
 
     #[tokio::test]
     async fn every_message_gets_through_a_real_broker_with_either_client() {
-        let broker = TestBroker::start();
-        let rumqttc = with_rumqttc(&broker.address, 1_100, 2_000).await.unwrap();
+        let broker = Broker::start();
+        let address = BrokerAddress::parse(&broker.url()).unwrap();
+        let rumqttc = with_rumqttc(&address, 1_100, 2_000).await.unwrap();
         assert_eq!(rumqttc.messages, 2_000);
         assert_eq!(rumqttc.message_bytes, 1_100);
         assert!(rumqttc.messages_per_second > 0.0);
-        let cli = with_mosquitto_cli(&broker.address, 1_100, 2_000)
-            .await
-            .unwrap();
+        let cli = with_mosquitto_cli(&address, 1_100, 2_000).await.unwrap();
         assert_eq!(cli.messages, 2_000);
     }
 }

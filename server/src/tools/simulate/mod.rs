@@ -16,9 +16,13 @@ mod operator;
 mod options;
 mod session;
 mod summary;
-#[cfg(test)]
-mod test_broker;
 mod wake;
+
+/// The tests' private Mosquitto, the same one the integration tests start.
+#[cfg(test)]
+#[allow(dead_code)] // stop/resume serve the integration tests
+#[path = "../../../../tests/support/broker.rs"]
+mod test_broker;
 
 pub use bench::{run_bench, BenchReport};
 pub use fleet::run_fleet;
