@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::options::BrokerAddress;
 use super::session::Session;
+use crate::mqtt::BrokerAddress;
 
 /// A broker that delivers nothing for this long has stopped.
 const STALL: Duration = Duration::from_secs(10);
@@ -105,7 +105,8 @@ fn mosquitto_cli(
     let topic = baseline_topic();
     let port = broker.port.to_string();
     let mut connection: Vec<&str> = vec!["-h", &broker.host, "-p", &port, "-t", &topic, "-q", "1"];
-    if let Some((user, password)) = &broker.credentials {
+    if let Some(user) = &broker.username {
+        let password = broker.password.as_deref().unwrap_or_default();
         connection.extend(["-u", user, "-P", password]);
     }
     let mut subscriber = Command::new("mosquitto_sub")

@@ -26,7 +26,7 @@ mod test_broker;
 
 pub use bench::{run_bench, BenchReport};
 pub use fleet::run_fleet;
-pub use options::{BrokerAddress, FleetOptions, SimulateArgs, DEFAULT_MQTT_URL};
+pub use options::{FleetOptions, SimulateArgs, DEFAULT_MQTT_URL};
 pub use summary::Summary;
 
 /// The command: prints the summary (text or JSON) on stdout; fails when a device gave up or a
