@@ -7,9 +7,7 @@
 //! the service.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +25,11 @@ use retryd_client::v1 as pb;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 
+#[path = "../support/broker.rs"]
+mod broker;
+
+use broker::Broker;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `condition` until it holds, for at most WAIT.
@@ -35,73 +38,6 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private Mosquitto: its own config, port and process, stopped on drop.
-struct Mosquitto {
-    port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let mut broker = Self {
-            port,
-            config,
-            child: None,
-            _dir: dir,
-        };
-        broker.restart();
-        broker
-    }
-
-    /// Starts the process (again) on the same port, and waits until it accepts connections.
-    fn restart(&mut self) {
-        let child = Process::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto at /usr/sbin/mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -370,7 +306,7 @@ fn sleep() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_messages_reach_the_inbox_in_order_and_replies_reach_the_device() {
-    let broker = Mosquitto::start();
+    let broker = Broker::start();
     let inbox = Arc::new(RecordingInbox::default());
     let macs = ["A4CF00000001", "A4CF00000002", "A4CF00000003"];
     inbox.register(
@@ -532,7 +468,7 @@ async fn device_messages_reach_the_inbox_in_order_and_replies_reach_the_device()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapter_follows_the_broker_down_and_back_up_by_itself() {
-    let mut broker = Mosquitto::start();
+    let mut broker = Broker::start();
     let inbox = Arc::new(RecordingInbox::default());
     let mac = "A4CF00000010";
     inbox.register(mac, Vec::new());
@@ -540,15 +476,15 @@ async fn the_adapter_follows_the_broker_down_and_back_up_by_itself() {
     running.wait_connected(true).await;
     let since_up = running.broker.borrow().since;
 
-    broker.kill();
+    broker.stop();
     running.wait_connected(false).await;
     let down = running.broker.borrow().clone();
     assert!(down.last_error.is_some(), "{down:?}");
     assert!(down.since >= since_up);
-    assert_eq!(down.url, format!("mqtt://127.0.0.1:{}", broker.port));
+    assert_eq!(down.url, broker.url());
 
     // A new broker process knows nothing of our session: only resubscribing makes messages flow.
-    broker.restart();
+    broker.resume();
     running.wait_connected(true).await;
     assert_eq!(running.broker.borrow().last_error, None);
     let device = Device::connect(broker.port, &[]).await;
@@ -623,7 +559,7 @@ impl Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_published_while_the_adapter_was_cut_off_arrive_after_it_reconnects() {
-    let broker = Mosquitto::start();
+    let broker = Broker::start();
     let relay = Relay::start(broker.port).await;
     let inbox = Arc::new(RecordingInbox::default());
     let mac = "A4CF00000020";
@@ -675,7 +611,7 @@ async fn messages_published_while_the_adapter_was_cut_off_arrive_after_it_reconn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_failed_on_an_unavailable_database_is_left_to_the_broker_not_lost() {
-    let broker = Mosquitto::start();
+    let broker = Broker::start();
     let inbox = Arc::new(RecordingInbox::default());
     let mac = "A4CF00000030";
     inbox.register(mac, Vec::new());
@@ -711,7 +647,7 @@ async fn device_images_health_follows_the_broker_and_the_other_services_do_not()
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
-    let mut broker = Mosquitto::start();
+    let mut broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("retryd.db").display());
     let store = retryd::store::open(&url, &PoolSettings::default())
@@ -784,14 +720,14 @@ async fn device_images_health_follows_the_broker_and_the_other_services_do_not()
     let health = monitor.snapshot().await.unwrap();
     let reported = health.broker.expect("the broker is reported");
     assert!(reported.connected);
-    assert_eq!(reported.url, format!("mqtt://127.0.0.1:{}", broker.port));
+    assert_eq!(reported.url, broker.url());
 
-    broker.kill();
+    broker.stop();
     wait_for_statuses(&mut statuses, broker_down).await;
     let reported = monitor.snapshot().await.unwrap().broker.unwrap();
     assert!(!reported.connected && reported.last_error.is_some());
 
-    broker.restart();
+    broker.resume();
     wait_for_statuses(&mut statuses, serving).await;
     running.stop().await;
 }

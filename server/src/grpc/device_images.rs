@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retryd_client::v1 as pb;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::chunk_queue::ResponseStream;
 use super::convert::devices as convert;
+use super::download::blob_stream;
 use super::generated::device_images_server::DeviceImages;
 use super::{authorize, error::status, until_shutdown};
 use crate::core::auth::Permission;
@@ -138,35 +138,17 @@ impl DeviceImages for DeviceImagesApi {
     ) -> Result<Response<Self::DownloadImageStream>, Status> {
         authorize(&self.auth, &request, Permission::Read).await?;
         let request = request.into_inner();
-        let (_, mut reader) = self
+        let (_, reader) = self
             .service
             .download_image(&request.mac, &request.image_name)
             .await
             .map_err(status)?;
-        let (sender, receiver) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut offset = 0u64;
-            loop {
-                let mut data = vec![0; DOWNLOAD_PART_BYTES];
-                let read = match reader.read(&mut data).await {
-                    Ok(0) => return,
-                    Ok(read) => read,
-                    Err(err) => {
-                        let _ = sender
-                            .send(Err(Status::unavailable(format!("blob store: {err}"))))
-                            .await;
-                        return;
-                    }
-                };
-                data.truncate(read);
-                let part = pb::DownloadImageResponse { offset, data };
-                offset += read as u64;
-                if sender.send(Ok(part)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(blob_stream(
+            reader,
+            0,
+            DOWNLOAD_PART_BYTES,
+            |offset, data| pb::DownloadImageResponse { offset, data },
+        )))
     }
 
     async fn retry_failed_images(

@@ -4,6 +4,7 @@
 pub mod chunk_queue;
 pub mod convert;
 pub mod device_images;
+mod download;
 pub mod error;
 pub mod health;
 pub mod scheduler;

@@ -4,13 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retryd_client::v1 as pb;
-use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::chunk_queue::ResponseStream;
 use super::convert::uploads as convert;
+use super::download::blob_stream;
 use super::generated::upload_retry_server::UploadRetry;
 use super::{authorize, error::status, until_shutdown};
 use crate::core::auth::Permission;
@@ -140,39 +139,21 @@ impl UploadRetry for UploadRetryApi {
     ) -> Result<Response<Self::DownloadUploadStream>, Status> {
         authorize(&self.auth, &request, Permission::Read).await?;
         let request = request.into_inner();
-        let (upload, mut reader) = self
+        let (upload, reader) = self
             .service
             .download(request.upload_id, request.offset)
             .await
             .map_err(status)?;
-        let (sender, receiver) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut offset = request.offset;
-            loop {
-                let mut data = vec![0; DOWNLOAD_PART_BYTES];
-                let read = match reader.read(&mut data).await {
-                    Ok(0) => return,
-                    Ok(read) => read,
-                    Err(err) => {
-                        let _ = sender
-                            .send(Err(Status::unavailable(format!("blob store: {err}"))))
-                            .await;
-                        return;
-                    }
-                };
-                data.truncate(read);
-                let part = pb::DownloadUploadResponse {
-                    upload_id: upload.upload_id.clone(),
-                    offset,
-                    data,
-                };
-                offset += read as u64;
-                if sender.send(Ok(part)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(blob_stream(
+            reader,
+            request.offset,
+            DOWNLOAD_PART_BYTES,
+            move |offset, data| pb::DownloadUploadResponse {
+                upload_id: upload.upload_id.clone(),
+                offset,
+                data,
+            },
+        )))
     }
 
     async fn list_uploads(

@@ -25,8 +25,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
 pub(super) fn options(settings: &MqttSettings) -> MqttOptions {
-    let broker = &settings.broker;
-    let mut options = MqttOptions::new(&settings.client_id, &broker.host, broker.port);
+    let mut options = settings.broker.mqtt_options(&settings.client_id);
     options
         .set_keep_alive(settings.keep_alive.max(Duration::from_secs(1)))
         // The broker keeps our subscriptions and unacked messages while we are away.
@@ -34,9 +33,6 @@ pub(super) fn options(settings: &MqttSettings) -> MqttOptions {
         // A message is acked only once the inbox has handled it (see dispatch.rs).
         .set_manual_acks(true)
         .set_max_packet_size(max_incoming_packet(settings), OUTGOING_PACKET_LIMIT);
-    if let Some(username) = &broker.username {
-        options.set_credentials(username, broker.password.clone().unwrap_or_default());
-    }
     options
 }
 

@@ -100,6 +100,16 @@ impl BrokerAddress {
         })
     }
 
+    /// rumqttc's options for this broker: its host, port and credentials (a user name without
+    /// a password logs in with an empty one); the caller sets the session's own behaviour.
+    pub fn mqtt_options(&self, client_id: &str) -> rumqttc::MqttOptions {
+        let mut options = rumqttc::MqttOptions::new(client_id, &self.host, self.port);
+        if let Some(username) = &self.username {
+            options.set_credentials(username, self.password.clone().unwrap_or_default());
+        }
+        options
+    }
+
     /// The address for logs and health: no credentials.
     pub fn display_url(&self) -> String {
         if self.host.contains(':') {

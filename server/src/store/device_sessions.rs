@@ -324,14 +324,7 @@ macro_rules! impl_device_session_store {
                     let image = conn
                         .$tx(async |conn| {
                             let device = Self::device_row(conn, mac).await?;
-                            let row = Self::image_row(conn, device.id, image_name)
-                                .await?
-                                .ok_or_else(|| {
-                                    TxError::Domain(Error::NotFound {
-                                        kind: "image",
-                                        id: image_name.to_owned(),
-                                    })
-                                })?;
+                            let row = Self::existing_image_row(conn, device.id, image_name).await?;
                             if row.status == ImageStatus::Complete.as_str() {
                                 return Ok(row.into_image(device.mac)?);
                             }
@@ -401,14 +394,7 @@ macro_rules! impl_device_session_store {
                     let mut conn = self.conn().await?;
                     conn.$tx(async |conn| {
                         let device = Self::device_row(conn, mac).await?;
-                        let row = Self::image_row(conn, device.id, image_name)
-                            .await?
-                            .ok_or_else(|| {
-                                TxError::Domain(Error::NotFound {
-                                    kind: "image",
-                                    id: image_name.to_owned(),
-                                })
-                            })?;
+                        let row = Self::existing_image_row(conn, device.id, image_name).await?;
                         if row.status != ImageStatus::Complete.as_str() {
                             // Every chunk is needed again, at the device's next wake (or the
                             // next HELLO, when that time is unknown or past).

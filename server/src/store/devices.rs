@@ -107,6 +107,22 @@ macro_rules! impl_device_store {
                         .optional()?)
                 }
 
+                /// The image, or NotFound.
+                async fn existing_image_row(
+                    conn: &mut $conn,
+                    device_id: i64,
+                    image_name: &str,
+                ) -> Result<ImageRow, TxError> {
+                    Self::image_row(conn, device_id, image_name)
+                        .await?
+                        .ok_or_else(|| {
+                            TxError::Domain(Error::NotFound {
+                                kind: "image",
+                                id: image_name.to_owned(),
+                            })
+                        })
+                }
+
                 /// Queues a command; a retry of an image replaces the image's older pending
                 /// retries, so a device never gets two lists of missing chunks for one image.
                 async fn insert_command(
@@ -585,13 +601,9 @@ macro_rules! impl_device_store {
                 async fn get_image(&self, mac: &str, image_name: &str) -> Result<Image> {
                     let mut conn = self.conn().await?;
                     let device = Self::device_row(&mut conn, mac).await?;
-                    Self::image_row(&mut conn, device.id, image_name)
+                    Ok(Self::existing_image_row(&mut conn, device.id, image_name)
                         .await?
-                        .ok_or_else(|| Error::NotFound {
-                            kind: "image",
-                            id: image_name.to_owned(),
-                        })?
-                        .into_image(device.mac)
+                        .into_image(device.mac)?)
                 }
 
                 async fn list_images(

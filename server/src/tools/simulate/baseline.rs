@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::options::BrokerAddress;
 use super::session::Session;
+use crate::mqtt::BrokerAddress;
 
 /// A broker that delivers nothing for this long has stopped.
 const STALL: Duration = Duration::from_secs(10);
@@ -105,7 +105,8 @@ fn mosquitto_cli(
     let topic = baseline_topic();
     let port = broker.port.to_string();
     let mut connection: Vec<&str> = vec!["-h", &broker.host, "-p", &port, "-t", &topic, "-q", "1"];
-    if let Some((user, password)) = &broker.credentials {
+    if let Some(user) = &broker.username {
+        let password = broker.password.as_deref().unwrap_or_default();
         connection.extend(["-u", user, "-P", password]);
     }
     let mut subscriber = Command::new("mosquitto_sub")
@@ -166,18 +167,17 @@ fn mosquitto_cli(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::simulate::test_broker::TestBroker;
+    use crate::tools::simulate::test_broker::Broker;
 
     #[tokio::test]
     async fn every_message_gets_through_a_real_broker_with_either_client() {
-        let broker = TestBroker::start();
-        let rumqttc = with_rumqttc(&broker.address, 1_100, 2_000).await.unwrap();
+        let broker = Broker::start();
+        let address = BrokerAddress::parse(&broker.url()).unwrap();
+        let rumqttc = with_rumqttc(&address, 1_100, 2_000).await.unwrap();
         assert_eq!(rumqttc.messages, 2_000);
         assert_eq!(rumqttc.message_bytes, 1_100);
         assert!(rumqttc.messages_per_second > 0.0);
-        let cli = with_mosquitto_cli(&broker.address, 1_100, 2_000)
-            .await
-            .unwrap();
+        let cli = with_mosquitto_cli(&address, 1_100, 2_000).await.unwrap();
         assert_eq!(cli.messages, 2_000);
     }
 }

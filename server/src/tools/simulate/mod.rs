@@ -16,13 +16,17 @@ mod operator;
 mod options;
 mod session;
 mod summary;
-#[cfg(test)]
-mod test_broker;
 mod wake;
+
+/// The tests' private Mosquitto, the same one the integration tests start.
+#[cfg(test)]
+#[allow(dead_code)] // stop/resume serve the integration tests
+#[path = "../../../../tests/support/broker.rs"]
+mod test_broker;
 
 pub use bench::{run_bench, BenchReport};
 pub use fleet::run_fleet;
-pub use options::{BrokerAddress, FleetOptions, SimulateArgs, DEFAULT_MQTT_URL};
+pub use options::{FleetOptions, SimulateArgs, DEFAULT_MQTT_URL};
 pub use summary::Summary;
 
 /// The command: prints the summary (text or JSON) on stdout; fails when a device gave up or a

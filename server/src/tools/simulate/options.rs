@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::mqtt::BrokerAddress;
+
 /// The contract's bounds (device_contract.proto): chunks per image and bytes per chunk.
 const MAX_CHUNKS: u32 = 4096;
 const MAX_CHUNK_BYTES: u32 = 4096;
@@ -64,54 +66,6 @@ pub struct SimulateArgs {
     /// own throughput for the same message size.
     #[arg(long)]
     pub bench: bool,
-}
-
-/// Where the broker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddress {
-    pub host: String,
-    pub port: u16,
-    /// User name and password, from `mqtt://user:password@host`.
-    pub credentials: Option<(String, String)>,
-}
-
-impl BrokerAddress {
-    /// `mqtt://[user[:password]@]host[:port]` (or `tcp://…`); the port defaults to 1883.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| {
-                format!("--mqtt-url {url:?}: expected mqtt://host:port (the simulator has no TLS)")
-            })?;
-        let rest = rest.trim_end_matches('/');
-        let (credentials, rest) = match rest.rsplit_once('@') {
-            Some((user_info, rest)) => {
-                let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
-                (Some((user.to_owned(), password.to_owned())), rest)
-            }
-            None => (None, rest),
-        };
-        let (host, port) = match rest.rsplit_once(':') {
-            // An IPv6 literal without a port ("[::1]") has colons inside the brackets.
-            Some((host, port)) if !port.contains(']') => {
-                let port = port
-                    .parse()
-                    .map_err(|_| format!("--mqtt-url {url:?}: bad port {port:?}"))?;
-                (host, port)
-            }
-            _ => (rest, 1883),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("--mqtt-url {url:?}: no host"));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-            credentials,
-        })
-    }
 }
 
 /// A validated run: every field is in range.
@@ -193,7 +147,7 @@ impl FleetOptions {
         if args.max_wakes == 0 {
             return Err("--max-wakes must be at least 1".into());
         }
-        let broker = BrokerAddress::parse(mqtt_url)?;
+        let broker = BrokerAddress::parse(mqtt_url).map_err(|err| format!("--mqtt-url: {err}"))?;
         let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
         let mac_prefix = match &args.mac_prefix {
             Some(prefix) => prefix.to_ascii_uppercase(),
@@ -286,11 +240,7 @@ mod tests {
         assert_eq!(options.seed, 7);
         assert_eq!(
             options.broker,
-            BrokerAddress {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                credentials: None
-            }
+            BrokerAddress::parse("mqtt://127.0.0.1:1883").unwrap()
         );
         assert_eq!(options.mac_prefix.len(), 6);
         assert!(options.mac_prefix.starts_with("02"));
@@ -353,29 +303,8 @@ mod tests {
     }
 
     #[test]
-    fn broker_urls() {
-        assert_eq!(
-            BrokerAddress::parse("mqtt://broker.local:1884").unwrap(),
-            BrokerAddress {
-                host: "broker.local".into(),
-                port: 1884,
-                credentials: None
-            }
-        );
-        let with_user = BrokerAddress::parse("mqtt://sim:s3cret@broker.local:1884").unwrap();
-        assert_eq!(with_user.host, "broker.local");
-        assert_eq!(
-            with_user.credentials,
-            Some(("sim".to_owned(), "s3cret".to_owned()))
-        );
-        assert_eq!(BrokerAddress::parse("tcp://h").unwrap().port, 1883);
-        assert_eq!(
-            BrokerAddress::parse("mqtt://[::1]:1885").unwrap().host,
-            "::1"
-        );
-        assert_eq!(BrokerAddress::parse("mqtt://[::1]").unwrap().port, 1883);
-        assert!(BrokerAddress::parse("mqtts://h:8883").is_err());
-        assert!(BrokerAddress::parse("mqtt://h:port").is_err());
-        assert!(BrokerAddress::parse("mqtt://:1883").is_err());
+    fn a_bad_broker_url_names_the_flag() {
+        let err = FleetOptions::new(1, 0.0, "mqtts://h:8883", "http://127.0.0.1:1").unwrap_err();
+        assert!(err.starts_with("--mqtt-url"), "{err}");
     }
 }

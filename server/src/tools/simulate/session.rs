@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
-    SubscribeReasonCode,
+    AsyncClient, Event, EventLoop, Outgoing, Packet, QoS, SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::options::BrokerAddress;
+use crate::mqtt::BrokerAddress;
 
 /// How long connecting and subscribing may take before the wake counts as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,16 +41,13 @@ impl Session {
         client_id: &str,
         topics: &[String],
     ) -> Result<Self, String> {
-        let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+        let mut options = broker.mqtt_options(client_id);
         options
             .set_clean_session(true)
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             // Room for a burst of chunks while the event loop writes.
             .set_request_channel_capacity(256);
-        if let Some((user, password)) = &broker.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
         let (client, eventloop) = AsyncClient::new(options, 256);
         let (sender, events) = mpsc::unbounded_channel();
         let poller = tokio::spawn(poll(eventloop, sender));

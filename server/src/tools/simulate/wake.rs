@@ -187,20 +187,20 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::*;
-    use crate::tools::simulate::test_broker::TestBroker;
+    use crate::tools::simulate::test_broker::Broker;
 
     const MAC: &str = "02AB00000001";
 
-    fn options(broker: &TestBroker) -> FleetOptions {
+    fn options(broker: &Broker) -> FleetOptions {
         let mut options = FleetOptions::new(1, 0.0, &broker.url(), "http://127.0.0.1:1").unwrap();
         options.listen = Duration::from_millis(1_500);
         options.ack_idle = Duration::from_millis(300);
         options
     }
 
-    async fn observer(broker: &TestBroker) -> Session {
+    async fn observer(broker: &Broker) -> Session {
         Session::open(
-            &broker.address,
+            &options(broker).broker,
             "observer",
             &[
                 format!("retryd/devices/{MAC}/+"),
@@ -234,12 +234,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_first_wake_announces_and_sends_the_whole_image_and_a_complete_ack_ends_it() {
-        let broker = TestBroker::start();
+        let broker = Broker::start();
         let options = options(&broker);
         let counters = Counters::default();
         let mut loss = Loss::new(0.0, 1);
         let mut watcher = observer(&broker).await;
-        let answer = Session::open(&broker.address, "answer", &[]).await.unwrap();
+        let answer = Session::open(&options.broker, "answer", &[]).await.unwrap();
         let mut device = SimDevice::new(MAC.into(), "img_a.jpg".into(), 7);
         device.capture(4, 100);
         let expected_sha = device.image().unwrap().sha256();
@@ -333,12 +333,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_command_gets_exactly_its_chunks_and_its_repeat_is_skipped() {
-        let broker = TestBroker::start();
+        let broker = Broker::start();
         let options = options(&broker);
         let counters = Counters::default();
         let mut loss = Loss::new(0.0, 1);
         let mut watcher = observer(&broker).await;
-        let answer = Session::open(&broker.address, "answer", &[]).await.unwrap();
+        let answer = Session::open(&options.broker, "answer", &[]).await.unwrap();
         let mut device = SimDevice::new(MAC.into(), "img_a.jpg".into(), 7);
         device.capture(4, 100);
 
@@ -394,7 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_without_a_broker_fails_and_counts_nothing_sent() {
-        let broker = TestBroker::start();
+        let broker = Broker::start();
         let options = options(&broker);
         drop(broker);
         let counters = Counters::default();
