@@ -25,8 +25,6 @@ pub struct MqttConfig {
     pub keep_alive_seconds: u64,
     /// Device messages are handled by this many workers (one device's in order).
     pub workers: usize,
-    /// Messages waiting per worker before the adapter stops reading from the broker.
-    pub worker_queue: usize,
     /// Largest image chunk accepted; bigger ones are logged and dropped.
     pub max_chunk_bytes: usize,
     /// Register a device the first time it says hello instead of ignoring it (DeviceImages
@@ -47,7 +45,6 @@ impl Default for MqttConfig {
             share_group: "retryd".to_owned(),
             keep_alive_seconds: 30,
             workers: 8,
-            worker_queue: 64,
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             auto_register: false,
             reconnect_backoff_min_ms: 100,
@@ -80,9 +77,6 @@ impl MqttConfig {
         if !(1..=1024).contains(&self.workers) {
             return Err("mqtt.workers must be 1 to 1024".to_owned());
         }
-        if !(1..=65_536).contains(&self.worker_queue) {
-            return Err("mqtt.worker_queue must be 1 to 65536".to_owned());
-        }
         if !(1..=16 * 1024 * 1024).contains(&self.max_chunk_bytes) {
             return Err("mqtt.max_chunk_bytes must be 1 to 16 MiB".to_owned());
         }
@@ -100,7 +94,6 @@ impl MqttConfig {
             share_group: self.share_group.clone(),
             keep_alive: Duration::from_secs(self.keep_alive_seconds),
             workers: self.workers,
-            worker_queue: self.worker_queue,
             max_chunk_bytes: self.max_chunk_bytes,
             reconnect_backoff_min: Duration::from_millis(self.reconnect_backoff_min_ms),
             reconnect_backoff_max: Duration::from_millis(self.reconnect_backoff_max_ms),

@@ -112,9 +112,8 @@ impl Connection {
                         }
                     };
                     let Some(workers) = &self.workers else { break };
-                    tokio::select! {
-                        _ = workers.dispatch(delivery) => {}
-                        _ = until_shutdown(&mut shutdown) => break,
+                    if !workers.dispatch(delivery) {
+                        break;
                     }
                 }
                 Ok(_) => {}

@@ -198,27 +198,31 @@ impl Handler {
 
 /// The workers and the sending ends of their queues.
 pub(super) struct Workers {
-    queues: Vec<mpsc::Sender<Delivery>>,
+    queues: Vec<mpsc::UnboundedSender<Delivery>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    pub fn spawn(count: usize, queue: usize, handler: Arc<Handler>) -> Self {
+    /// The queues are unbounded on purpose: messages are acknowledged only once handled, so
+    /// the broker never has more than its in-flight window (Mosquitto's
+    /// `max_inflight_messages`, 20) unacknowledged with us, and that bounds what waits here.
+    /// A bounded queue would make the connection task wait for room — and while it waits it
+    /// does not drive the client, so the acknowledgements that would make room never leave.
+    pub fn spawn(count: usize, handler: Arc<Handler>) -> Self {
         let count = count.max(1);
         let (queues, tasks) = (0..count)
             .map(|_| {
-                let (sender, receiver) = mpsc::channel(queue.max(1));
+                let (sender, receiver) = mpsc::unbounded_channel();
                 (sender, tokio::spawn(work(receiver, Arc::clone(&handler))))
             })
             .unzip();
         Self { queues, tasks }
     }
 
-    /// Queues a message on its device's worker, waiting while that queue is full. False when
-    /// the worker is gone.
-    pub async fn dispatch(&self, delivery: Delivery) -> bool {
+    /// Queues a message on its device's worker. False when the worker is gone.
+    pub fn dispatch(&self, delivery: Delivery) -> bool {
         let worker = worker_for(&delivery.mac, self.queues.len());
-        self.queues[worker].send(delivery).await.is_ok()
+        self.queues[worker].send(delivery).is_ok()
     }
 
     /// Closes the queues; the returned future ends when every worker has stopped.
@@ -233,6 +237,27 @@ impl Workers {
     }
 }
 
+/// Hands the message's acknowledgement to the client. A full client queue is waited out (the
+/// connection task keeps draining it): an acknowledgement left out would hold one of the
+/// broker's in-flight slots until the next reconnect, and with all of them held the broker
+/// sends nothing more.
+async fn acknowledge(handler: &Handler, delivery: &Delivery) {
+    let mut wait = Duration::from_millis(1);
+    loop {
+        match handler.client.try_ack(&delivery.publish) {
+            Ok(()) => return,
+            Err(err) if *handler.shutdown.borrow() => {
+                tracing::warn!(mac = delivery.mac, error = %err, "message ack not sent");
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// The same device always lands on the same worker: that is what keeps its messages in order.
 fn worker_for(mac: &str, workers: usize) -> usize {
     let mut hasher = DefaultHasher::new();
@@ -240,19 +265,14 @@ fn worker_for(mac: &str, workers: usize) -> usize {
     (hasher.finish() % workers as u64) as usize
 }
 
-async fn work(mut queue: mpsc::Receiver<Delivery>, handler: Arc<Handler>) {
+async fn work(mut queue: mpsc::UnboundedReceiver<Delivery>, handler: Arc<Handler>) {
     while let Some(delivery) = queue.recv().await {
         // Once stopping, queued messages are left to the broker: it redelivers them.
         if *handler.shutdown.borrow() {
             return;
         }
         if handler.handle(&delivery).await == Disposition::Ack {
-            // Non-blocking for the same reason as publishing; an ack that cannot be queued only
-            // means the broker redelivers the message after a reconnect, and handling it again
-            // changes nothing.
-            if let Err(err) = handler.client.try_ack(&delivery.publish) {
-                tracing::warn!(mac = delivery.mac, error = %err, "message ack not sent");
-            }
+            acknowledge(&handler, &delivery).await;
         }
     }
 }

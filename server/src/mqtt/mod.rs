@@ -59,7 +59,7 @@ pub fn spawn(
     ));
     // Room for every queued message's ack and replies, so a worker's non-blocking publish
     // (dispatch.rs) rarely finds the client's queue full.
-    let capacity = (settings.workers * settings.worker_queue * 4).max(1024);
+    let capacity = (settings.workers * 1024).max(8192);
     let (client, eventloop) = AsyncClient::new(connection::options(&settings), capacity);
     let handler = Arc::new(Handler {
         inbox,
@@ -69,7 +69,7 @@ pub fn spawn(
         retry_max: settings.reconnect_backoff_max,
         shutdown: shutdown.clone(),
     });
-    let workers = Workers::spawn(settings.workers, settings.worker_queue, handler);
+    let workers = Workers::spawn(settings.workers, handler);
     let connection = Connection {
         settings,
         client,

@@ -14,8 +14,6 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// Devices are spread over this many workers; one device's messages are handled in order.
     pub workers: usize,
-    /// Messages waiting per worker before the adapter stops reading from the broker.
-    pub worker_queue: usize,
     pub max_chunk_bytes: usize,
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
@@ -30,7 +28,6 @@ impl MqttSettings {
             share_group: "retryd".to_owned(),
             keep_alive: Duration::from_secs(30),
             workers: 8,
-            worker_queue: 64,
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             reconnect_backoff_min: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
