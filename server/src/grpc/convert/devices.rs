@@ -8,7 +8,7 @@ use crate::core::devices::{
     Alert, Command, CommandStatus, Device, DeviceStatus, HistoryEvent, Image, ImageStatus,
     RetryReset, SweepOutcome, WakeSession, WakeSessionStatus,
 };
-use crate::core::{Error, Result};
+use crate::core::Result;
 use crate::service::devices::{QueueCommandInput, RegisterDeviceInput};
 
 pub fn device_status(status: DeviceStatus) -> pb::DeviceStatus {
@@ -44,25 +44,12 @@ pub fn wake_session_status(status: WakeSessionStatus) -> pb::WakeSessionStatus {
     }
 }
 
-/// An image status filter: unspecified means "any"; a number this server does not know is
-/// refused rather than read as "any".
 pub fn image_status_filter(value: i32) -> Result<Option<ImageStatus>> {
-    let status = pb::ImageStatus::try_from(value)
-        .map_err(|_| Error::invalid("status", format!("unknown image status {value}")))?;
-    Ok(ImageStatus::ALL
-        .iter()
-        .copied()
-        .find(|candidate| image_status(*candidate) == status))
+    super::status_filter(value, "image", ImageStatus::ALL, image_status)
 }
 
-/// A command status filter: unspecified means "any".
 pub fn command_status_filter(value: i32) -> Result<Option<CommandStatus>> {
-    let status = pb::CommandStatus::try_from(value)
-        .map_err(|_| Error::invalid("status", format!("unknown command status {value}")))?;
-    Ok(CommandStatus::ALL
-        .iter()
-        .copied()
-        .find(|candidate| command_status(*candidate) == status))
+    super::status_filter(value, "command", CommandStatus::ALL, command_status)
 }
 
 pub fn register_device_input(request: pb::RegisterDeviceRequest) -> Result<RegisterDeviceInput> {
@@ -209,6 +196,7 @@ pub fn sweep_outcome(outcome: SweepOutcome) -> pb::RunTimeoutSweepResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Error;
 
     #[test]
     fn every_domain_status_has_its_own_proto_value_and_filters_back_to_itself() {

@@ -31,23 +31,25 @@ pub fn job_status(status: JobStatus) -> pb::JobStatus {
     }
 }
 
-/// A status filter: unspecified means "any".
+/// A status filter as a request carries it: unspecified (a number no status maps to) means
+/// "any"; a number the contract does not know is refused rather than read as "any". `kind`
+/// names the status in the message ("unknown job status 9").
+pub fn status_filter<D: Copy, P: TryFrom<i32> + PartialEq>(
+    value: i32,
+    kind: &str,
+    all: &[D],
+    to_proto: impl Fn(D) -> P,
+) -> Result<Option<D>> {
+    let status = P::try_from(value)
+        .map_err(|_| Error::invalid("status", format!("unknown {kind} status {value}")))?;
+    Ok(all
+        .iter()
+        .copied()
+        .find(|candidate| to_proto(*candidate) == status))
+}
+
 pub fn job_status_filter(value: i32) -> Result<Option<JobStatus>> {
-    Ok(match pb::JobStatus::try_from(value) {
-        Ok(pb::JobStatus::Unspecified) => None,
-        Ok(pb::JobStatus::Pending) => Some(JobStatus::Pending),
-        Ok(pb::JobStatus::Processing) => Some(JobStatus::Processing),
-        Ok(pb::JobStatus::Completed) => Some(JobStatus::Completed),
-        Ok(pb::JobStatus::PartialFailure) => Some(JobStatus::PartialFailure),
-        Ok(pb::JobStatus::Failed) => Some(JobStatus::Failed),
-        Ok(pb::JobStatus::Cancelled) => Some(JobStatus::Cancelled),
-        Err(_) => {
-            return Err(Error::invalid(
-                "status",
-                format!("unknown job status {value}"),
-            ))
-        }
-    })
+    status_filter(value, "job", JobStatus::ALL, job_status)
 }
 
 pub fn chunk_status(status: ChunkStatus) -> pb::ChunkStatus {
@@ -61,20 +63,7 @@ pub fn chunk_status(status: ChunkStatus) -> pb::ChunkStatus {
 }
 
 pub fn chunk_status_filter(value: i32) -> Result<Option<ChunkStatus>> {
-    Ok(match pb::ChunkStatus::try_from(value) {
-        Ok(pb::ChunkStatus::Unspecified) => None,
-        Ok(pb::ChunkStatus::Pending) => Some(ChunkStatus::Pending),
-        Ok(pb::ChunkStatus::Processing) => Some(ChunkStatus::Processing),
-        Ok(pb::ChunkStatus::Completed) => Some(ChunkStatus::Completed),
-        Ok(pb::ChunkStatus::Failed) => Some(ChunkStatus::Failed),
-        Ok(pb::ChunkStatus::Cancelled) => Some(ChunkStatus::Cancelled),
-        Err(_) => {
-            return Err(Error::invalid(
-                "status",
-                format!("unknown chunk status {value}"),
-            ))
-        }
-    })
+    status_filter(value, "chunk", ChunkStatus::ALL, chunk_status)
 }
 
 pub fn create_job_input(request: pb::CreateJobRequest) -> CreateJobInput {

@@ -21,14 +21,8 @@ pub fn upload_status(status: UploadStatus) -> pb::UploadStatus {
     }
 }
 
-/// A status filter: unspecified means "any".
 pub fn upload_status_filter(value: i32) -> Result<Option<UploadStatus>> {
-    let status = pb::UploadStatus::try_from(value)
-        .map_err(|_| Error::invalid("status", format!("unknown upload status {value}")))?;
-    Ok(UploadStatus::ALL
-        .iter()
-        .copied()
-        .find(|candidate| upload_status(*candidate) == status))
+    super::status_filter(value, "upload", UploadStatus::ALL, upload_status)
 }
 
 pub fn create_upload_input(request: pb::CreateUploadRequest) -> CreateUploadInput {
